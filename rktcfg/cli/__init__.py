@@ -1,0 +1,1 @@
+"""The command line: ``main`` parses, one module per command runs it (imported only then)."""

@@ -1,0 +1,202 @@
+"""Configuration layers and their drop-in files, by systemd's rules.
+
+Layers, lowest first: vendor (the ``configs/`` tree shipped with rktcfg), system
+(``/etc/rktcfg``), user (``$XDG_CONFIG_HOME/rktcfg``). Each has one directory per kind
+(``paths.d``, ``stage1.d``, ``isolators.d``, ``net.d``).
+
+Per kind, the file names of all layers are unioned; a file in a higher layer replaces the
+same-named file of a lower layer whole; an empty file or a symlink to ``/dev/null`` masks it.
+Surviving files are merged in lexical order of their names. Files that are not ``*.toml``,
+``*.yaml``, ``*.yml`` or ``*.json`` (README, ``*.bak``, ``*~``, hidden files) and directories
+are ignored, each with a note for ``--debug``.
+
+This module reads directories (never file contents) and is imported on every ``rktcfg
+config``, so it imports nothing beyond ``os``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+KINDS = ("paths", "stage1", "isolators", "net")
+EXTENSIONS = (".toml", ".yaml", ".yml", ".json")
+DEFAULT_SYSTEM_DIR = "/etc/rktcfg"
+#: A file the vendor tree always has; marks a directory as rktcfg's vendor configuration.
+VENDOR_MARKER = os.path.join("paths.d", "00-rktcfg.toml")
+
+
+class Layer:
+    """One configuration layer: a name, a directory (which may not exist) and how it was chosen."""
+
+    __slots__ = ("chosen_by", "name", "path")
+
+    def __init__(self, name: str, path: str, chosen_by: str) -> None:
+        self.name = name
+        self.path = path
+        self.chosen_by = chosen_by
+
+    def __repr__(self) -> str:
+        return f"Layer({self.name!r}, {self.path!r}, {self.chosen_by!r})"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "path": self.path, "chosen_by": self.chosen_by}
+
+
+class Source:
+    """The surviving drop-in file of one name in one kind."""
+
+    __slots__ = ("kind", "layer", "name", "path")
+
+    def __init__(self, kind: str, name: str, path: str, layer: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.path = path
+        self.layer = layer
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "name": self.name, "path": self.path, "layer": self.layer}
+
+
+class Scan:
+    """What the layer directories hold: the files to read, notes, and a fingerprint."""
+
+    __slots__ = ("fingerprint", "notes", "problems", "sources")
+
+    def __init__(self) -> None:
+        self.sources: list[Source] = []
+        self.notes: list[str] = []
+        #: (path, message) for layer paths that cannot be used at all
+        self.problems: list[tuple[str, str]] = []
+        #: Everything a cached result depends on: paths, sizes, mtimes, inodes, link targets.
+        self.fingerprint: list[object] = []
+
+
+def find_vendor_dir() -> str | None:
+    """The vendor ``configs/`` tree: beside the package in a checkout, else in the prefix."""
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    candidates = (
+        os.path.join(os.path.dirname(package_dir), "configs"),
+        os.path.join(sys.prefix, "share", "rktcfg", "configs"),
+    )
+    for candidate in candidates:
+        if os.path.isfile(os.path.join(candidate, VENDOR_MARKER)):
+            return candidate
+    return None
+
+
+def resolve_layers(
+    *,
+    vendor: str | None = None,
+    system: str | None = None,
+    user: str | None = None,
+    environ: dict[str, str] | os._Environ[str] | None = None,
+    home: str | None = None,
+) -> list[Layer]:
+    """The three layers, lowest first, from flags, then environment, then defaults."""
+    env = os.environ if environ is None else environ
+    layers: list[Layer] = []
+    if vendor is not None:
+        layers.append(Layer("vendor", os.path.abspath(vendor), "--vendor-config"))
+    else:
+        found = find_vendor_dir()
+        if found is not None:
+            layers.append(Layer("vendor", found, "shipped with rktcfg"))
+    if system is not None:
+        layers.append(Layer("system", os.path.abspath(system), "--system-config"))
+    elif env.get("RKTCFG_SYSTEM_CONFIG"):
+        path = os.path.abspath(env["RKTCFG_SYSTEM_CONFIG"])
+        layers.append(Layer("system", path, "env RKTCFG_SYSTEM_CONFIG"))
+    else:
+        layers.append(Layer("system", DEFAULT_SYSTEM_DIR, "default"))
+    if user is not None:
+        layers.append(Layer("user", os.path.abspath(user), "--user-config"))
+    elif env.get("RKTCFG_USER_CONFIG"):
+        path = os.path.abspath(env["RKTCFG_USER_CONFIG"])
+        layers.append(Layer("user", path, "env RKTCFG_USER_CONFIG"))
+    else:
+        base = env.get("XDG_CONFIG_HOME") or os.path.join(
+            home or env.get("HOME") or os.path.expanduser("~"), ".config"
+        )
+        layers.append(Layer("user", os.path.join(os.path.abspath(base), "rktcfg"), "default"))
+    return layers
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def _entry_fingerprint(path: str, entry: os.DirEntry[str]) -> list[object]:
+    st = entry.stat(follow_symlinks=False)
+    key: list[object] = [entry.name, *_stat_key(st)]
+    if entry.is_symlink():
+        key.append(os.readlink(path))
+        try:
+            key.extend(_stat_key(os.stat(path)))
+        except OSError:
+            key.append(None)
+    return key
+
+
+def _is_masked(path: str, entry: os.DirEntry[str]) -> bool:
+    if entry.is_symlink():
+        return os.path.realpath(path) == os.devnull
+    try:
+        return entry.stat().st_size == 0
+    except OSError:
+        return False
+
+
+def scan_layers(layers: list[Layer], kinds: tuple[str, ...] = KINDS) -> Scan:
+    """List every kind directory of every layer once and apply the drop-in rules."""
+    scan = Scan()
+    # kind -> file name -> (layer, path, entry); later layers overwrite earlier ones
+    chosen: dict[str, dict[str, tuple[Layer, str, os.DirEntry[str]]]] = {k: {} for k in kinds}
+    for layer in layers:
+        scan.fingerprint.append(layer.path)
+        if not os.path.isdir(layer.path):
+            if os.path.exists(layer.path):
+                scan.problems.append((layer.path, f"{layer.name} config is not a directory"))
+            else:
+                scan.notes.append(f"{layer.name} config {layer.path} does not exist")
+            scan.fingerprint.append(os.path.exists(layer.path))
+            continue
+        for kind in kinds:
+            directory = os.path.join(layer.path, kind + ".d")
+            try:
+                entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            except FileNotFoundError:
+                scan.fingerprint.append([kind, None])
+                continue
+            except NotADirectoryError:
+                scan.problems.append((directory, "is not a directory"))
+                continue
+            except OSError as exc:
+                scan.problems.append((directory, f"cannot read directory: {exc.strerror}"))
+                continue
+            listing: list[object] = [kind]
+            for entry in entries:
+                path = os.path.join(directory, entry.name)
+                try:
+                    listing.append(_entry_fingerprint(path, entry))
+                except OSError:
+                    listing.append([entry.name, None])
+                if entry.name.startswith(".") or not entry.name.endswith(EXTENSIONS):
+                    scan.notes.append(f"ignored {path}: not a *.toml, *.yaml, *.yml or *.json file")
+                    continue
+                if entry.is_dir():
+                    scan.notes.append(f"ignored {path}: is a directory")
+                    continue
+                below = chosen[kind].get(entry.name)
+                if below is not None:
+                    scan.notes.append(f"{path} replaces {below[1]}")
+                chosen[kind][entry.name] = (layer, path, entry)
+            scan.fingerprint.append(listing)
+    for kind in kinds:
+        for name in sorted(chosen[kind]):
+            layer, path, entry = chosen[kind][name]
+            if _is_masked(path, entry):
+                scan.notes.append(f"{path} masks {kind}.d/{name}")
+                continue
+            scan.sources.append(Source(kind, name, path, layer.name))
+    return scan

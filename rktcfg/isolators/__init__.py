@@ -1,0 +1,1 @@
+"""appc isolators, Kubernetes-style quantities, and the cgroup drivers that enforce them."""
