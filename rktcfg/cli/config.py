@@ -85,10 +85,19 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _check(args: argparse.Namespace, ctx: Context) -> int:
+    """Validate afresh. With ``-o json|yaml`` the verdict, problems included, goes to stdout."""
     from rktcfg.cli.output import emit
     from rktcfg.config.loader import check_directory
+    from rktcfg.errors import ConfigError, ExitCode
 
-    effective, count = check_directory(args.check, vendor=ctx.options.vendor_config)
+    try:
+        effective, count = check_directory(args.check, vendor=ctx.options.vendor_config)
+    except ConfigError as exc:
+        if args.output == "text":
+            raise
+        problems = [p.as_dict() for p in exc.problems]
+        emit(ctx, {"directory": args.check, "ok": False, "files": [], "problems": problems}, str)
+        return int(ExitCode.BAD_INPUT)
     for note in effective.notes:
         ctx.debug(note)
     checked = [s["path"] for s in effective.sources if s["layer"] == "checked"]

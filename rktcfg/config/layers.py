@@ -19,6 +19,10 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 KINDS = ("paths", "stage1", "isolators", "net")
 EXTENSIONS = (".toml", ".yaml", ".yml", ".json")
 DEFAULT_SYSTEM_DIR = "/etc/rktcfg"
@@ -85,16 +89,25 @@ def find_vendor_dir() -> str | None:
     return None
 
 
+def _chosen_layer(name: str, flag_value: str | None, env: Mapping[str, str], default: str) -> Layer:
+    """A layer from its flag, else its environment variable, else its default directory."""
+    variable = f"RKTCFG_{name.upper()}_CONFIG"
+    if flag_value is not None:
+        return Layer(name, os.path.abspath(flag_value), f"--{name}-config")
+    if env.get(variable):
+        return Layer(name, os.path.abspath(env[variable]), f"env {variable}")
+    return Layer(name, default, "default")
+
+
 def resolve_layers(
     *,
     vendor: str | None = None,
     system: str | None = None,
     user: str | None = None,
-    environ: dict[str, str] | os._Environ[str] | None = None,
-    home: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> list[Layer]:
-    """The three layers, lowest first, from flags, then environment, then defaults."""
-    env = os.environ if environ is None else environ
+    """The three layers, lowest first, each from its flag, then environment, then default."""
+    env: Mapping[str, str] = os.environ if environ is None else environ
     layers: list[Layer] = []
     if vendor is not None:
         layers.append(Layer("vendor", os.path.abspath(vendor), "--vendor-config"))
@@ -102,23 +115,12 @@ def resolve_layers(
         found = find_vendor_dir()
         if found is not None:
             layers.append(Layer("vendor", found, "shipped with rktcfg"))
-    if system is not None:
-        layers.append(Layer("system", os.path.abspath(system), "--system-config"))
-    elif env.get("RKTCFG_SYSTEM_CONFIG"):
-        path = os.path.abspath(env["RKTCFG_SYSTEM_CONFIG"])
-        layers.append(Layer("system", path, "env RKTCFG_SYSTEM_CONFIG"))
-    else:
-        layers.append(Layer("system", DEFAULT_SYSTEM_DIR, "default"))
-    if user is not None:
-        layers.append(Layer("user", os.path.abspath(user), "--user-config"))
-    elif env.get("RKTCFG_USER_CONFIG"):
-        path = os.path.abspath(env["RKTCFG_USER_CONFIG"])
-        layers.append(Layer("user", path, "env RKTCFG_USER_CONFIG"))
-    else:
-        base = env.get("XDG_CONFIG_HOME") or os.path.join(
-            home or env.get("HOME") or os.path.expanduser("~"), ".config"
-        )
-        layers.append(Layer("user", os.path.join(os.path.abspath(base), "rktcfg"), "default"))
+    layers.append(_chosen_layer("system", system, env, DEFAULT_SYSTEM_DIR))
+    config_home = env.get("XDG_CONFIG_HOME") or os.path.join(
+        env.get("HOME") or os.path.expanduser("~"), ".config"
+    )
+    user_default = os.path.join(os.path.abspath(config_home), "rktcfg")
+    layers.append(_chosen_layer("user", user, env, user_default))
     return layers
 
 

@@ -78,7 +78,7 @@ def inputs_from(
         )
     if data_dir is not None:
         overrides.append(Override("paths", "data", os.path.abspath(data_dir), "flag --dir"))
-    layers = resolve_layers(vendor=vendor, system=system, user=user, environ=dict(env))
+    layers = resolve_layers(vendor=vendor, system=system, user=user, environ=env)
     return Inputs(layers, overrides)
 
 
@@ -190,8 +190,7 @@ def check_directory(directory: str, *, vendor: str | None = None) -> tuple[Effec
     if not os.path.isdir(path):
         raise NotFoundError(f"{directory}: no such directory")
     base = os.path.basename(path.rstrip("/"))
-    layers = resolve_layers(vendor=vendor, system=os.devnull, user=os.devnull)
-    layers = [layer for layer in layers if layer.name == "vendor"]
+    layers = [layer for layer in resolve_layers(vendor=vendor) if layer.name == "vendor"]
     if base.endswith(".d") and base[:-2] in KINDS:
         kinds: tuple[str, ...] = (base[:-2],)
         checked = Layer("checked", os.path.dirname(path), f"--check {directory}")

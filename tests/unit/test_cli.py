@@ -105,6 +105,14 @@ def test_check_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     assert f'  {bad}/paths.d/10.toml:1: data: must be an absolute path (got "relative")' in err
     assert f"  {bad}/paths.d/10.toml:2: extra: unknown key" in err
     assert "overlaps the subnet 172.16.28.0/24 of network 'default'" in err
+    code, out, err = run(capsys, "config", "--check", str(bad), "-o", "json")
+    verdict = json.loads(out)
+    assert (code, err, verdict["ok"]) == (2, "", False)
+    assert [(p["field"], p["line"]) for p in verdict["problems"]] == [
+        ("lab.subnet", 2),  # net.d sorts before paths.d
+        ("data", 1),
+        ("extra", 2),
+    ]
     code, _, err = run(capsys, "config", "--check", str(tmp_path / "missing"))
     assert code == 2 and "no such directory" in err
 
