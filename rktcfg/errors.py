@@ -8,7 +8,9 @@ The tree::
     │   ├── ValidationError     a document is invalid; carries every Problem found in one pass
     │   │   └── ConfigError     a configuration layer failed to read or validate
     │   ├── NotFoundError       a named thing (image, pod, network, file) does not exist
-    │   └── AmbiguousError      a name or prefix matches more than one thing
+    │   ├── AmbiguousError      a name or prefix matches more than one thing
+    │   └── ImageError          an image file is malformed or does not fit this host
+    │       └── ArchiveError    a tar archive is corrupt, truncated, too large or hostile
     └── RuntimeFailure          the input was fine, carrying it out failed -> exit 1
         └── StoreError          the data directory is unusable or inconsistent
 
@@ -164,6 +166,14 @@ class NotFoundError(InputError):
 
 class AmbiguousError(InputError):
     """A name or prefix matches more than one thing."""
+
+
+class ImageError(InputError):
+    """An image (archive, manifest, OCI layout) is malformed or does not fit this host."""
+
+
+class ArchiveError(ImageError):
+    """A tar archive is corrupt, truncated, larger than allowed, or tries to escape its root."""
 
 
 class RuntimeFailure(RktcfgError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -21,10 +20,9 @@ from cerberus import TypeDefinition, Validator
 from rktcfg.config.tree import Leaf, Origin, Tree, first_origin
 from rktcfg.errors import Problem, describe_value
 from rktcfg.isolators.quantity import QuantityError, parse_cpu_millis, parse_memory_bytes
+from rktcfg.names import AC_IDENTIFIER, AC_NAME
 from rktcfg.version import FLAVORS
 
-AC_IDENTIFIER = re.compile(r"^[a-z0-9]+([-._~/][a-z0-9]+)*$")
-AC_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 #: Network names with a built-in meaning that net.d cannot define.
 RESERVED_NETWORKS = ("host", "none")
 STAGE1_URL_SCHEMES = ("file", "http", "https", "docker")

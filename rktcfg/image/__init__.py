@@ -1,0 +1,1 @@
+"""Image formats: ACI and OCI archives, appc manifests, safe tar extraction, fetch, build."""
