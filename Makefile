@@ -28,7 +28,7 @@ host-deps:
 
 # --- Python environment --------------------------------------------------------------------
 $(PY):
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 
 # editable_mode=compat: a plain .pth path entry. The default editable finder costs ~20 ms

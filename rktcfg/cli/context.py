@@ -60,3 +60,8 @@ class Context:
 
     def config(self) -> Config:
         return self.effective().config()
+
+    def data_dir(self) -> str:
+        """The data directory, without building the typed Config (that costs a few ms)."""
+        data: str = self.effective().document["paths"]["data"]
+        return data

@@ -87,8 +87,13 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
                         width = 78
             super().__init__(prog, indent_increment, max_help_position, max(width, 40))
 
+    # allow_abbrev=False: _command_in must see the same global flags argparse does.
     parser = Parser(
-        prog="rktcfg", description=DESCRIPTION, epilog=EPILOG, formatter_class=Formatter
+        prog="rktcfg",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=Formatter,
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="store_true", help="show versions and exit")
     parser.add_argument("--dir", metavar="DIR", help="data directory (default from paths.d)")
@@ -101,7 +106,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         if command is not None and name != command:
             continue
         command_parser = sub.add_parser(
-            name, help=summary, description=summary, formatter_class=Formatter
+            name, help=summary, description=summary, formatter_class=Formatter, allow_abbrev=False
         )
         if name == command:
             importlib.import_module(module).configure(command_parser)
@@ -164,7 +169,8 @@ def _dispatch(args: list[str], environ: Mapping[str, str], out: IO[str], err: IO
         out.write(builtin_text())
         return 0
     if options.command is None:
-        parser.print_help(out)
+        parser.print_usage(err)
+        err.write("rktcfg: error: a command is required (see 'rktcfg --help')\n")
         return 2
     ctx = Context(options, environ, out, err)
     module = importlib.import_module(COMMANDS[options.command][0])

@@ -43,3 +43,41 @@ def scalar_text(value: Any) -> str:
     if value is None:
         return "(unset)"
     return json.dumps(value)
+
+
+def table(headers: list[str], rows: list[list[str]], *, legend: bool = True) -> str:
+    """Columns padded to their widest cell, separated by two spaces, like rkt's listings."""
+    shown = [headers, *rows] if legend else rows
+    if not shown:
+        return ""
+    widths = [max(len(row[i]) for row in shown) for i in range(len(headers))]
+    lines = []
+    for row in shown:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+_IEC = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def iec_size(size: int) -> str:
+    """``512B``, ``12MiB``, ``1.5GiB``."""
+    value = float(size)
+    for unit in _IEC:
+        if value < 1024 or unit == _IEC[-1]:
+            if unit == "B" or value >= 10:
+                return f"{value:.0f}{unit}"
+            return f"{value:.1f}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def ago(then_ns: int, now_ns: int) -> str:
+    """``just now``, ``5 minutes ago``, ``3 days ago``."""
+    seconds = max(0, (now_ns - then_ns) // 1_000_000_000)
+    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= length:
+            count = seconds // length
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"

@@ -17,6 +17,7 @@ config``, so it imports nothing beyond ``os``.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 TYPE_CHECKING = False
@@ -79,10 +80,13 @@ class Scan:
 def find_vendor_dir() -> str | None:
     """The vendor ``configs/`` tree: beside the package in a checkout, else in the prefix."""
     package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    candidates = (
+    candidates = [
         os.path.join(os.path.dirname(package_dir), "configs"),
         os.path.join(sys.prefix, "share", "rktcfg", "configs"),
-    )
+    ]
+    user_base = getattr(sys.modules.get("site"), "USER_BASE", None)
+    if user_base:  # pip install --user puts data files below the user base
+        candidates.append(os.path.join(user_base, "share", "rktcfg", "configs"))
     for candidate in candidates:
         if os.path.isfile(os.path.join(candidate, VENDOR_MARKER)):
             return candidate
@@ -115,6 +119,8 @@ def resolve_layers(
         found = find_vendor_dir()
         if found is not None:
             layers.append(Layer("vendor", found, "shipped with rktcfg"))
+        else:  # scanned as a missing directory, so --debug says so
+            layers.append(Layer("vendor", "", "not found beside rktcfg or in its install prefix"))
     layers.append(_chosen_layer("system", system, env, DEFAULT_SYSTEM_DIR))
     config_home = env.get("XDG_CONFIG_HOME") or os.path.join(
         env.get("HOME") or os.path.expanduser("~"), ".config"
@@ -144,9 +150,10 @@ def _is_masked(path: str, entry: os.DirEntry[str]) -> bool:
     if entry.is_symlink():
         return os.path.realpath(path) == os.devnull
     try:
-        return entry.stat().st_size == 0
+        st = entry.stat()
     except OSError:
         return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == 0
 
 
 def scan_layers(layers: list[Layer], kinds: tuple[str, ...] = KINDS) -> Scan:
@@ -156,6 +163,9 @@ def scan_layers(layers: list[Layer], kinds: tuple[str, ...] = KINDS) -> Scan:
     chosen: dict[str, dict[str, tuple[Layer, str, os.DirEntry[str]]]] = {k: {} for k in kinds}
     for layer in layers:
         scan.fingerprint.append(layer.path)
+        if not layer.path:
+            scan.notes.append(f"{layer.name} config: {layer.chosen_by}; built-in defaults only")
+            continue
         if not os.path.isdir(layer.path):
             if os.path.exists(layer.path):
                 scan.problems.append((layer.path, f"{layer.name} config is not a directory"))
@@ -186,7 +196,11 @@ def scan_layers(layers: list[Layer], kinds: tuple[str, ...] = KINDS) -> Scan:
                 if entry.name.startswith(".") or not entry.name.endswith(EXTENSIONS):
                     scan.notes.append(f"ignored {path}: not a *.toml, *.yaml, *.yml or *.json file")
                     continue
-                if entry.is_dir():
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:  # a symlink loop: reading it reports the problem
+                    is_dir = False
+                if is_dir:
                     scan.notes.append(f"ignored {path}: is a directory")
                     continue
                 below = chosen[kind].get(entry.name)

@@ -197,6 +197,11 @@ def check_directory(directory: str, *, vendor: str | None = None) -> tuple[Effec
     else:
         kinds = KINDS
         checked = Layer("checked", path, f"--check {directory}")
+    if kinds == KINDS and not any(os.path.isdir(os.path.join(path, k + ".d")) for k in KINDS):
+        raise NotFoundError(
+            f"{directory}: no paths.d, stage1.d, isolators.d or net.d directory to check "
+            "(give a layer directory, or one <kind>.d directory)"
+        )
     scan = scan_layers([*layers, checked], kinds)
     effective = _compute(Inputs([*layers, checked], []), scan)
     count = sum(1 for s in effective.sources if s["layer"] == "checked")
@@ -205,6 +210,8 @@ def check_directory(directory: str, *, vendor: str | None = None) -> tuple[Effec
 
 def _read_source(path: str, kind: str, problems: list[Problem]) -> Tree | None:
     """One drop-in file as a tree of ``{kind: ...}``; None (problems appended) when invalid."""
+    import stat
+
     from rktcfg.config import readers, rktjson, schema
     from rktcfg.config.tree import Origin, tree_from_data
     from rktcfg.errors import ConfigError, Problem
@@ -212,7 +219,12 @@ def _read_source(path: str, kind: str, problems: list[Problem]) -> Tree | None:
     fmt = readers.format_of(path)
     assert fmt is not None
     try:
-        with open(path, "rb") as handle:
+        # O_NONBLOCK: a FIFO dropped into a config directory must not hang rktcfg.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                problems.append(Problem("cannot read file: not a regular file", file=path))
+                return None
             raw = handle.read(readers.MAX_BYTES + 1)
     except OSError as exc:
         problems.append(Problem(f"cannot read file: {exc.strerror}", file=path))
@@ -283,7 +295,9 @@ def _network_defaults(network: Tree, origin: Any) -> None:
 
     network.setdefault("ip-masq", Leaf(True, origin))
     network.setdefault("default-route", Leaf(True, origin))
-    subnet = network["subnet"]
-    assert isinstance(subnet, Leaf)
-    first_host = next(ipaddress.ip_network(subnet.value).hosts())
-    network.setdefault("gateway", Leaf(str(first_host), origin))
+    if "gateway" not in network:
+        subnet = network["subnet"]
+        assert isinstance(subnet, Leaf)
+        # validate_merged refused subnets too small for a gateway, so there is a first host
+        first_host = next(iter(ipaddress.ip_network(subnet.value).hosts()))
+        network["gateway"] = Leaf(str(first_host), origin)

@@ -133,6 +133,14 @@ def toml_key_lines(text: str) -> dict[KeyPath, int]:
     return scanner.run()
 
 
+def _toml_basic_string(literal: str) -> str:
+    """Decode a quoted TOML key with TOML's own escapes (``\\U0001F600``, ``\\e``)."""
+    import tomllib
+
+    value: str = tomllib.loads(f"k = {literal}")["k"]
+    return value
+
+
 class _TomlScanner:
     def __init__(self, text: str) -> None:
         self.text = text
@@ -203,7 +211,7 @@ class _TomlScanner:
             ch = text[self.pos]
             if ch == '"':
                 end = self._basic_string_end(self.pos)
-                keys.append(json.loads(text[self.pos : end]))
+                keys.append(_toml_basic_string(text[self.pos : end]))
                 self.pos = end
             elif ch == "'":
                 end = text.index("'", self.pos + 1)
@@ -368,8 +376,25 @@ class _YamlBuilder:
     def _mapping(self, node: Any, path: KeyPath) -> dict[str, Any]:
         import yaml
 
+        explicit: set[str] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                key_node, yaml.ScalarNode
+            ):
+                continue
+            key = key_node.value
+            if key in explicit and key_node.tag == "tag:yaml.org,2002:str":
+                self.problems.append(
+                    Problem(
+                        "duplicate key",
+                        file=self.file,
+                        line=key_node.start_mark.line + 1,
+                        field=_dotted((*path, key)),
+                    )
+                )
+            explicit.add(key)
         try:
-            self.loader.flatten_mapping(node)
+            self.loader.flatten_mapping(node)  # merged pairs first, explicit ones after
         except yaml.YAMLError as exc:
             self._problem(node, f"invalid YAML merge: {getattr(exc, 'problem', exc)}")
             return {}
@@ -380,12 +405,16 @@ class _YamlBuilder:
                 self._problem(key_node, "keys must be strings", describe_value(key))
                 continue
             key_path = (*path, key)
-            if key in out:
-                self._problem(key_node, f"duplicate key {key!r}")
-                continue
             self.lines[key_path] = key_node.start_mark.line + 1
-            out[key] = self.build(value_node, key_path)
+            out[key] = self.build(value_node, key_path)  # an explicit key overrides a merged one
         return out
+
+
+def _dotted(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
 
 
 # --- JSON ----------------------------------------------------------------------------------
@@ -411,9 +440,13 @@ def _parse_json(text: str, file: str) -> Parsed:
         raise _error(file, exc.lineno, f"invalid JSON: {exc.msg}") from None
     except _DuplicateKey as exc:
         key = str(exc.args[0])
-        lines = [ln for path, ln in json_key_lines(text, all_occurrences=True) if path[-1] == key]
-        line = lines[1] if len(lines) > 1 else None
-        raise _error(file, line, f"duplicate key {key!r}") from None
+        seen: set[KeyPath] = set()
+        for path, line in json_key_lines(text, all_occurrences=True):
+            if path in seen and path[-1] == key:
+                problem = Problem("duplicate key", file=file, line=line, field=_dotted(path))
+                raise ConfigError([problem]) from None
+            seen.add(path)
+        raise _error(file, None, f"duplicate key {key!r}") from None
     except RecursionError:
         raise _error(file, None, "invalid JSON: nested too deeply") from None
     top = _top_level(data, file)

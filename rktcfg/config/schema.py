@@ -41,8 +41,8 @@ def check_abspath_or_empty(value: Any) -> str | None:
 
 
 def check_cgroup_path(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None
+    if not isinstance(value, str) or value == "":
+        return None  # "" clears a lower layer's value: back to the caller's own cgroup
     if not value.startswith("/") or any(part in (".", "..") for part in value.split("/")):
         return "must be an absolute cgroup path like /rktcfg, without . or .."
     return None
@@ -185,6 +185,8 @@ class _Validator(Validator):  # type: ignore[misc]
 
     def _validate_check(self, checks: Any, field: str, value: Any) -> None:
         """{'type': 'string'}"""
+        if value is None:
+            return  # reported once, as a missing value
         expected = CHECKS[checks](value)
         if expected is not None:
             self._error(field, expected)
@@ -231,6 +233,12 @@ def _convert(
             got = None
         elif error.rule == "type":
             expected = _type_words(error.constraint)
+        elif error.rule == "nullable":
+            rule = _schema_at(schema, path[:-1]).get(path[-1], {})
+            kind = rule.get("type") if isinstance(rule, dict) else None
+            expected = (_type_words(kind) if kind else "must have a value") + (
+                ', not empty (to clear a lower layer\'s value, write "" where that is allowed)'
+            )
         elif error.rule == "allowed":
             expected = "must be one of " + ", ".join(str(c) for c in error.constraint)
         elif error.rule == "empty":

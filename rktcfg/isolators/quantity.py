@@ -47,7 +47,8 @@ def parse_quantity(value: object) -> Fraction:
     if isinstance(value, int | float):
         if value != value or value in (float("inf"), float("-inf")) or value < 0:
             raise QuantityError("must be a non-negative quantity")
-        return Fraction(value)
+        # A float's decimal text, not its binary value: 0.1 means one tenth.
+        return Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
     match = _QUANTITY.match(value.strip())
     if match is None:
         raise QuantityError("must be a quantity")

@@ -115,6 +115,10 @@ def test_check_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     ]
     code, _, err = run(capsys, "config", "--check", str(tmp_path / "missing"))
     assert code == 2 and "no such directory" in err
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "10-site.toml").write_text('data = "relative"\n')
+    code, _, err = run(capsys, "config", "--check", str(tmp_path / "flat"))
+    assert code == 2 and "no paths.d, stage1.d, isolators.d or net.d directory" in err
 
 
 def test_invalid_layer_makes_every_command_fail_cleanly(
@@ -124,7 +128,7 @@ def test_invalid_layer_makes_every_command_fail_cleanly(
     (tmp_path / "paths.d" / "10.yaml").write_text("data: /a\ndata: /b\n")
     code, out, err = run(capsys, "--system-config", str(tmp_path), "config")
     assert (code, out) == (2, "")
-    assert err == f"rktcfg: error: {tmp_path}/paths.d/10.yaml:2: duplicate key 'data'\n"
+    assert err == f"rktcfg: error: {tmp_path}/paths.d/10.yaml:2: data: duplicate key\n"
 
 
 def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,8 +138,11 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and "invalid choice: 'nosuchcommand'" in err
     code, _, err = run(capsys, "config", "-o", "xml")
     assert code == 2 and "invalid choice: 'xml'" in err
-    code, out, _ = run(capsys)
-    assert code == 2 and "COMMAND" in out
+    code, out, err = run(capsys)
+    assert (code, out) == (2, "")
+    assert err.endswith("rktcfg: error: a command is required (see 'rktcfg --help')\n")
+    code, _, err = run(capsys, "--sys", "/x", "config")  # no abbreviations of global flags
+    assert code == 2 and "invalid choice: '/x'" in err
 
 
 def test_help(capsys: pytest.CaptureFixture[str]) -> None:

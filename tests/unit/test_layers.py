@@ -65,3 +65,34 @@ def test_scan_union_replace_mask_and_order(tmp_path: Path) -> None:
     assert f"{high}/paths.d/30-c.toml masks paths.d/30-c.toml" in notes
     assert f"ignored {high}/paths.d/40-d.json.orig" in notes
     assert f"ignored {high}/paths.d/50-e.toml: is a directory" in notes
+
+
+def test_fifos_and_symlink_loops_are_errors_not_hangs(tmp_path: Path) -> None:
+    from rktcfg.config.loader import inputs_from, load_effective
+    from rktcfg.errors import ConfigError
+
+    kind_dir = tmp_path / "system" / "paths.d"
+    kind_dir.mkdir(parents=True)
+    os.mkfifo(kind_dir / "10-fifo.toml")
+    (kind_dir / "20-loop.toml").symlink_to("20-loop.toml")
+    inputs = inputs_from(system=str(tmp_path / "system"), user=str(tmp_path / "u"), environ={})
+    try:
+        load_effective(inputs)
+    except ConfigError as exc:
+        got = [str(p) for p in exc.problems]
+    assert got == [
+        f"{kind_dir}/10-fifo.toml: cannot read file: not a regular file",
+        f"{kind_dir}/20-loop.toml: cannot read file: Too many levels of symbolic links",
+    ]
+
+
+def test_missing_vendor_layer_is_noted(monkeypatch: object) -> None:
+    import rktcfg.config.layers as layers_module
+
+    setattr(layers_module, "find_vendor_dir", lambda: None)  # noqa: B010
+    try:
+        layers = resolve_layers(environ={})
+        scan = scan_layers(layers)
+    finally:
+        setattr(layers_module, "find_vendor_dir", find_vendor_dir)  # noqa: B010
+    assert any("vendor config: not found" in note for note in scan.notes)

@@ -91,7 +91,7 @@ def test_json_key_lines_nested() -> None:
 def test_json_duplicate_key_names_second_line() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_text('{\n"data": "/a",\n"data": "/b"\n}', "json", "f.json")
-    assert str(caught.value) == "f.json:3: duplicate key 'data'"
+    assert str(caught.value) == "f.json:3: data: duplicate key"
 
 
 def test_yaml_lines_and_duplicates() -> None:
@@ -99,7 +99,7 @@ def test_yaml_lines_and_duplicates() -> None:
     assert parsed.data == {"a": {"b": 1, "c": [1, 2]}, "d": "x"}
     assert parsed.lines[("a", "c")] == 3
     assert parsed.lines[("d",)] == 4
-    with pytest.raises(ConfigError, match=r"f.yaml:3: duplicate key 'b'"):
+    with pytest.raises(ConfigError, match=r"f.yaml:3: a.b: duplicate key"):
         parse_text("a:\n  b: 1\n  b: 2\n", "yaml", "f.yaml")
 
 
