@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
     from rktcfg.config.loader import Effective, Inputs
     from rktcfg.config.model import Config
+    from rktcfg.store.images import ImageStore
 
 
 class Context:
@@ -65,3 +66,8 @@ class Context:
         """The data directory, without building the typed Config (that costs a few ms)."""
         data: str = self.effective().document["paths"]["data"]
         return data
+
+    def image_store(self) -> ImageStore:
+        from rktcfg.store.images import ImageStore
+
+        return ImageStore(self.data_dir())

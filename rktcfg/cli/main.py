@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("rktcfg.cli.version", "show the versions of rktcfg, the appc spec, API and stage1"),
     "config": ("rktcfg.cli.config", "show the effective configuration, or --check drop-ins"),
+    "fetch": ("rktcfg.cli.fetch", "fetch images into the store"),
+    "image": ("rktcfg.cli.image", "list, inspect, export, extract and remove stored images"),
 }
 
 #: Global flags that take a value (so the command name can be found without argparse).

@@ -45,19 +45,13 @@ def read(path: str, key: Any) -> Any:
 
 def write(path: str, key: Any, value: Any) -> bool:
     """Store ``value`` under ``key``; False (and nothing changed) if that is not possible."""
-    directory = os.path.dirname(path)
-    tmp = f"{path}.{os.getpid()}.tmp"
+    from rktcfg.fsutil import AtomicFile
+
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump({"key": key, "value": value}, handle, separators=(",", ":"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        text = json.dumps({"key": key, "value": value}, separators=(",", ":"))
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with AtomicFile(path) as handle:
+            handle.write(text.encode())
     except (OSError, TypeError, ValueError):
-        try:  # noqa: SIM105 - contextlib costs a millisecond of start-up
-            os.unlink(tmp)
-        except OSError:
-            pass
         return False
     return True

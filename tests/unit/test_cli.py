@@ -193,4 +193,29 @@ def test_command_detection_skips_global_flag_values() -> None:
     assert _command_in(["--debug", "config", "-o", "json"]) == "config"
     assert _command_in(["--dir=/x", "config"]) == "config"
     assert _command_in([]) is None
-    assert set(cli_main.COMMANDS) == {"version", "config"}
+    assert set(cli_main.COMMANDS) >= {"version", "config", "fetch", "image"}
+
+
+def _dests(parser: object) -> set[str]:
+    import argparse
+
+    assert isinstance(parser, argparse.ArgumentParser)
+    found: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _dests(sub)
+        elif action.dest != "help":
+            found.add(action.dest)
+    return found
+
+
+def test_no_command_option_shadows_a_global_option() -> None:
+    # argparse puts every level's options in one namespace: a subcommand's "dir" would
+    # silently replace the global --dir (it once did, for image extract DIR).
+    global_dests = {"version", "dir", "vendor_config", "system_config", "user_config", "debug"}
+    for name in cli_main.COMMANDS:
+        parser = cli_main.build_parser(name)
+        (sub,) = (a for a in parser._actions if a.dest == "command")
+        command_parser = sub.choices[name]  # type: ignore[attr-defined]
+        assert not _dests(command_parser) & global_dests, name

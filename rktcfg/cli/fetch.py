@@ -1,0 +1,94 @@
+"""``rktcfg fetch IMAGE...``: bring images into the store and print their IDs."""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
+    from rktcfg.cli.context import Context
+
+DESCRIPTION = """\
+Fetch images into the store and print each one's ID. IMAGE is
+  a path or file:// URL of an ACI (plain tar, gzip, bzip2 or xz, detected by content),
+  an http:// or https:// URL of an ACI, or
+  an appc name, name[:version][,label=value...], found by appc meta discovery.
+An image already in the store is reused, not imported twice. rktcfg cannot verify
+signatures yet: network fetches need --insecure-options=image (plain http also http)."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from rktcfg.cli.output import add_output_option
+
+    parser.description = DESCRIPTION
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="path, URL or appc name")
+    parser.add_argument(
+        "--pull-policy",
+        choices=("new", "update", "never"),
+        default="update",
+        help="new: store first; update: ask the remote (default); never: store only",
+    )
+    parser.add_argument(
+        "--insecure-options",
+        default="none",
+        metavar="OPTS",
+        help="comma-separated: image (no signature check), http (allow plain http), all-fetch",
+    )
+    add_output_option(parser)
+
+
+def progress_factory(ctx: Context, enabled: bool) -> object:
+    """A rich progress bar per download on a terminal; nothing otherwise."""
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    bars = Progress(
+        "{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
+        console=Console(file=ctx.err),  # stdout carries the image IDs
+    )
+
+    def factory(url: str) -> object:
+        bars.start()
+        task = bars.add_task(url.rsplit("/", 1)[-1][:40], total=None)
+
+        def update(done: int, total: int | None) -> None:
+            bars.update(task, completed=done, total=total)
+            if total is not None and done >= total:
+                bars.stop()
+
+        return update
+
+    return factory
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from rktcfg.cli.output import emit
+    from rktcfg.image.fetch import FetchOptions, fetch_image
+
+    insecure = frozenset(o.strip() for o in args.insecure_options.split(",") if o.strip())
+    show_bar = args.output == "text" and ctx.err.isatty()
+    options = FetchOptions(
+        policy=args.pull_policy,
+        insecure=insecure - {"none"},
+        progress=progress_factory(ctx, show_bar),  # type: ignore[arg-type]
+    )
+    results = []
+    with ctx.image_store() as store:
+        for ref in args.images:
+            result = fetch_image(store, ref, options)
+            results.append(
+                {
+                    "image": ref,
+                    "id": result.record.id,
+                    "name": result.record.name_version,
+                    "new": result.new,
+                }
+            )
+    emit(ctx, results, lambda: "".join(f"{r['id']}\n" for r in results))
+    return 0

@@ -1,0 +1,43 @@
+"""Small file-system helpers every store uses. Imports only ``os``."""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO
+
+
+class AtomicFile:
+    """Write a file so that readers see the old content or all of the new, never a part:
+    write ``<path>.<pid>.tmp``, fsync, rename over ``path``. On an exception nothing changes.
+
+    ``with AtomicFile(path) as handle: handle.write(...)``
+    """
+
+    def __init__(self, path: str, mode: str = "wb") -> None:
+        self.path = path
+        self.tmp = f"{path}.{os.getpid()}.tmp"
+        self.mode = mode
+        self.handle: IO[bytes] | None = None
+
+    def __enter__(self) -> IO[bytes]:
+        self.handle = open(self.tmp, self.mode)
+        return self.handle
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        assert self.handle is not None
+        try:
+            if kind is None:
+                self.handle.flush()
+                os.fsync(self.handle.fileno())
+        finally:
+            self.handle.close()
+        if kind is None:
+            os.replace(self.tmp, self.path)
+        else:
+            try:  # noqa: SIM105 - contextlib costs start-up time where this is used
+                os.unlink(self.tmp)
+            except OSError:
+                pass

@@ -1,0 +1,177 @@
+"""Where images come from, and getting each into the store.
+
+Image references (as rkt 0.14 read them):
+
+* a path (absolute, ``./``-relative, or an existing file) or ``file://`` URL: an ACI file;
+* ``http://`` or ``https://`` URL: an ACI download (ETag and Cache-Control are remembered;
+  an interrupted download resumes);
+* anything else: an appc app string ``name[:version][,label=value...]``, looked up in the
+  store and otherwise found by appc meta discovery.
+
+rktcfg cannot verify image signatures yet, so every network fetch needs
+``--insecure-options=image`` (and plain http also ``http``), and says so when it is missing.
+
+Pull policies: ``new`` (use the store when it has the image, else fetch), ``update`` (ask the
+remote whether it changed; reuse when not), ``never`` (the store only).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from urllib.parse import unquote, urlsplit
+
+from rktcfg.errors import ImageError, InputError, NotFoundError
+from rktcfg.image import http
+from rktcfg.image.imports import import_aci_file
+from rktcfg.image.manifest import ImageManifest, host_os_arch, parse_app_string
+from rktcfg.store.images import ImageStore, ImportResult
+
+POLICIES = ("new", "update", "never")
+INSECURE_OPTIONS = ("none", "image", "http", "tls", "all-fetch", "all")
+
+
+class FetchOptions:
+    __slots__ = ("insecure", "now", "policy", "progress", "transport")
+
+    def __init__(
+        self,
+        *,
+        policy: str = "update",
+        insecure: frozenset[str] = frozenset(),
+        transport: http.Transport | None = None,
+        progress: Callable[[str], http.Progress | None] | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        if policy not in POLICIES:
+            raise InputError(
+                f"--pull-policy: must be one of {', '.join(POLICIES)} (got {policy!r})"
+            )
+        unknown = sorted(insecure - set(INSECURE_OPTIONS))
+        if unknown:
+            raise InputError(
+                f"--insecure-options: unknown option {unknown[0]!r} "
+                f"(known: {', '.join(INSECURE_OPTIONS)})"
+            )
+        if {"all", "all-fetch"} & insecure:
+            insecure = insecure | {"image", "http", "tls"}
+        self.policy = policy
+        self.insecure = insecure
+        self.transport = transport or http.Transport()
+        self.progress = progress
+        self.now = now
+
+
+def classify(ref: str) -> tuple[str, str]:
+    """(kind, location): ``file`` with a path, ``http`` with a URL, or ``name``."""
+    if ref.startswith("file://"):
+        return "file", unquote(urlsplit(ref).path)
+    if ref.startswith(("http://", "https://")):
+        return "http", ref
+    if ref.startswith(("/", "./", "../")) or os.path.isfile(ref):
+        return "file", ref
+    return "name", ref
+
+
+def fetch_image(store: ImageStore, ref: str, options: FetchOptions | None = None) -> ImportResult:
+    """Bring the image ``ref`` names into the store (or find it there) by ``options.policy``."""
+    opts = options or FetchOptions()
+    kind, location = classify(ref)
+    if kind == "file":
+        return import_aci_file(store, location)
+    if kind == "http":
+        return _fetch_url(store, location, opts, expect=None)
+    return _fetch_name(store, location, opts)
+
+
+def _require_insecure(url: str, opts: FetchOptions) -> None:
+    if "image" not in opts.insecure:
+        raise InputError(
+            f"{url}: rktcfg cannot verify image signatures yet, so fetching over the network "
+            "needs --insecure-options=image"
+        )
+    if url.startswith("http://") and "http" not in opts.insecure:
+        raise InputError(f"{url}: plain http also needs --insecure-options=image,http")
+
+
+def _fetch_url(
+    store: ImageStore,
+    url: str,
+    opts: FetchOptions,
+    *,
+    expect: Callable[[ImageManifest], None] | None,
+) -> ImportResult:
+    remote = store.remote(url)
+    if remote is not None:
+        fresh = remote["max_age"] is not None and (
+            remote["download_time"] / 1e9 + remote["max_age"] > opts.now()
+        )
+        if opts.policy in ("new", "never") or fresh:
+            return ImportResult(store.get(remote["image_id"]), new=False)
+    elif opts.policy == "never":
+        raise NotFoundError(f"{url}: not in the store, and the pull policy is never")
+    _require_insecure(url, opts)
+    target = store.download_path(url)
+    progress = opts.progress(url) if opts.progress else None
+    got = http.download(
+        opts.transport,
+        url,
+        target,
+        etag=remote["etag"] if remote else None,
+        progress=progress,
+    )
+    if got.not_modified:
+        assert remote is not None
+        store.set_remote(url, remote["image_id"], remote["etag"], got.max_age)
+        return ImportResult(store.get(remote["image_id"]), new=False)
+    assert got.path is not None
+    result = import_aci_file(store, got.path, origin=url, expect=expect)
+    store.set_remote(url, result.record.id, got.etag, got.max_age)
+    http.finished(target)
+    return result
+
+
+def _fetch_name(store: ImageStore, app: str, opts: FetchOptions) -> ImportResult:
+    from rktcfg.image import discovery
+
+    name, labels = parse_app_string(app, source="image")
+    host_os, host_arch = host_os_arch()
+    labels.setdefault("os", host_os)
+    labels.setdefault("arch", host_arch)
+    if opts.policy in ("new", "never"):
+        found = store.find(name, labels)
+        if found:
+            return ImportResult(found[0], new=False)
+        if opts.policy == "never":
+            raise NotFoundError(f"{app}: not in the store, and the pull policy is never")
+    if "image" not in opts.insecure:
+        raise InputError(
+            f"{app}: not in the store; rktcfg cannot verify image signatures yet, so fetching "
+            "it by appc discovery needs --insecure-options=image"
+        )
+    urls = discovery.discover(
+        name,
+        labels,
+        lambda page: http.get_text(opts.transport, page),
+        allow_http="http" in opts.insecure,
+    )
+
+    def expect(manifest: ImageManifest) -> None:
+        if manifest.name != name:
+            raise ImageError(f"discovered image is named {manifest.name}, not {name}")
+        for key, value in labels.items():
+            if key in ("os", "arch") and manifest.label(key) is None:
+                continue  # an image without os/arch runs anywhere
+            if manifest.label(key) != value:
+                raise ImageError(
+                    f"discovered image has {key}={manifest.label(key)}, not the {value} asked for"
+                )
+
+    errors = []
+    for url in urls:
+        try:
+            return _fetch_url(store, url, opts, expect=expect)
+        except NotFoundError as exc:
+            errors.append(exc.message)
+    raise NotFoundError(f"{app}: no discovered URL had the image ({'; '.join(errors)})")

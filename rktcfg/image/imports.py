@@ -1,0 +1,60 @@
+"""Importing image files into the store: ACI archives (plain, gzip, bzip2, xz).
+
+The one path by which an image enters the store; ``fetch`` and ``image build`` end here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from rktcfg.errors import ImageError, NotFoundError
+from rktcfg.image import aci
+from rktcfg.image.manifest import ImageManifest, check_runs_here, parse_image_manifest
+from rktcfg.store.images import ImageStore, ImportResult
+
+
+def validate_aci_tar(
+    tar_path: str, *, what: str, expect: Callable[[ImageManifest], None] | None = None
+) -> dict[str, Any]:
+    """Check an uncompressed ACI in place: layout, manifest, os/arch, and ``expect`` (which
+    raises if the image is not the one asked for). Returns the manifest JSON."""
+    raw = aci.read_layout(tar_path, what=what)
+    manifest = parse_image_manifest(raw, source=f"{what}:manifest")
+    check_runs_here(manifest)
+    if expect is not None:
+        expect(manifest)
+    return manifest.raw
+
+
+def import_aci_file(
+    store: ImageStore,
+    path: str,
+    *,
+    origin: str | None = None,
+    expect: Callable[[ImageManifest], None] | None = None,
+) -> ImportResult:
+    """Import the ACI at ``path``; an existing identical image is reused, not duplicated.
+    Nothing changes in the store unless the image is valid (and ``expect`` accepts it)."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, after the import
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image file") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read: {exc.strerror}") from None
+    with handle:
+        what = os.path.basename(path)
+        try:
+            return store.import_archive(
+                handle,
+                what=what,
+                origin=origin or "file://" + os.path.abspath(path),
+                validate=lambda tar_path: validate_aci_tar(tar_path, what=what, expect=expect),
+            )
+        except ImageError as exc:
+            if exc.message.startswith(what):
+                raise
+            raise type(exc)(f"{what}: {exc.message}") from None
