@@ -54,12 +54,26 @@ pytest: venv
 test: lint typecheck pytest
 
 # --- the main job ---------------------------------------------------------------------------
+DEMO_DIR ?= $(CURDIR)/build/demo
+DEMO     := $(VENV)/bin/rktcfg --dir $(DEMO_DIR)/data
+
 demo: venv
 	$(VENV)/bin/rktcfg version
 	$(VENV)/bin/rktcfg config --show-origin
+	mkdir -p $(DEMO_DIR)
+	examples/images/busybox/build $(DEMO_DIR)/busybox.aci $(VENV)/bin/rktcfg
+	$(DEMO) fetch $(DEMO_DIR)/busybox.aci
+	$(DEMO) image list
+	$(DEMO) image cat-manifest example.com/busybox:1.35
+	$(DEMO) image extract --overwrite --rootfs-only example.com/busybox $(DEMO_DIR)/rootfs
+	@if [ "$$(id -u)" = 0 ]; then \
+		chroot $(DEMO_DIR)/rootfs /bin/busybox echo "hello from the example.com/busybox rootfs"; \
+	else echo "(not root: not chrooting into $(DEMO_DIR)/rootfs)"; fi
 
 bench: venv
 	$(PY) bench/cli_start.py
+	$(PY) bench/image_list.py
+	$(PY) bench/image_import.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from rktcfg.cli.output import ago, iec_size
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
@@ -28,8 +30,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     parser.description = "Work with the images in the store (fetch them with `rktcfg fetch`)."
     sub = parser.add_subparsers(dest="image_command", metavar="SUBCOMMAND", required=True)
+    formatter = parser.formatter_class  # rktcfg's: no shutil import just for the width
 
-    p = sub.add_parser("list", help="list stored images", description="List stored images.")
+    def add(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        command: argparse.ArgumentParser = sub.add_parser(name, formatter_class=formatter, **kwargs)
+        return command
+
+    p = add("list", help="list stored images", description="List stored images.")
     p.add_argument(
         "--fields",
         default=",".join(FIELDS),
@@ -41,18 +48,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--full", action="store_true", help="full IDs, raw sizes and times")
     add_output_option(p)
 
-    p = sub.add_parser("rm", help="remove images", description="Remove images and their blobs.")
+    p = add("rm", help="remove images", description="Remove images and their blobs.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="ID, short ID or name[:version]")
     add_output_option(p)
 
-    p = sub.add_parser(
+    p = add(
         "cat-manifest", help="print an image manifest", description="Print an image's manifest."
     )
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--pretty-print", action="store_true", default=True, help="indent (default)")
     p.add_argument("--no-pretty-print", dest="pretty_print", action="store_false")
 
-    p = sub.add_parser(
+    p = add(
         "export",
         help="write a stored image to an ACI file",
         description="Write a stored image as the uncompressed ACI whose SHA-512 is its ID.",
@@ -61,7 +68,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
 
-    p = sub.add_parser(
+    p = add(
         "extract",
         help="unpack an image (without dependencies) into a directory",
         description="Unpack a stored image, without its dependencies, into DIR.",
@@ -71,11 +78,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--rootfs-only", action="store_true", help="only the root filesystem")
     p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
 
-    p = sub.add_parser(
+    p = add(
         "build",
         help="build an ACI from a root filesystem directory",
         description=BUILD_DESCRIPTION,
-        formatter_class=parser.formatter_class,
     )
     p.add_argument("rootfs", metavar="DIR", help="the root filesystem")
     p.add_argument("output", metavar="OUT.aci")
@@ -123,17 +129,19 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     return handler(args, ctx)
 
 
-def _row(record: ImageRecord, fields: list[str], full: bool, now: int) -> list[str]:
-    from rktcfg.cli.output import ago, iec_size
+def _cell(record: ImageRecord, field: str, full: bool, now: int) -> str:
+    if field == "id":
+        return record.id if full else record.short_id
+    if field == "name":
+        return record.name_version
+    if field == "size":
+        return str(record.size) if full else iec_size(record.size)
+    when = record.import_time if field == "importtime" else record.last_used
+    return str(when) if full else ago(when, now)
 
-    cells = {
-        "id": record.id if full else record.short_id,
-        "name": record.name_version,
-        "size": str(record.size) if full else iec_size(record.size),
-        "importtime": str(record.import_time) if full else ago(record.import_time, now),
-        "lastused": str(record.last_used) if full else ago(record.last_used, now),
-    }
-    return [cells[f] for f in fields]
+
+def _row(record: ImageRecord, fields: list[str], full: bool, now: int) -> list[str]:
+    return [_cell(record, f, full, now) for f in fields]
 
 
 def _list(args: argparse.Namespace, ctx: Context) -> int:
@@ -150,7 +158,7 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
             f"(choose from {', '.join(FIELDS)})"
         )
     with ctx.image_store() as store:
-        records = store.records()
+        records = store.records(with_manifest=False)
     keys: dict[str, Any] = {
         "name": lambda r: r.name_version,
         "importtime": lambda r: r.import_time,
@@ -162,7 +170,7 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
     now = time.time_ns()
     emit(
         ctx,
-        [r.as_dict() for r in records],
+        lambda: [r.as_dict() for r in records],
         lambda: table(
             [HEADERS[f] for f in fields],
             [_row(r, fields, args.full, now) for r in records],

@@ -26,8 +26,11 @@ def add_output_option(parser: argparse.ArgumentParser) -> None:
 
 
 def emit(ctx: Context, data: Any, text: Callable[[], str]) -> None:
-    """Print ``data`` as JSON or YAML, or ``text()`` for humans."""
+    """Print ``data`` as JSON or YAML, or ``text()`` for humans. ``data`` may be a callable,
+    so that listings build their machine-readable form only when it is asked for."""
     fmt = getattr(ctx.options, "output", "text")
+    if fmt != "text" and callable(data):
+        data = data()
     if fmt == "json":
         ctx.out.write(json.dumps(data, indent=2) + "\n")
     elif fmt == "yaml":

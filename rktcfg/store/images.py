@@ -61,6 +61,19 @@ _MIGRATIONS: dict[int, str] = {
     """,
 }
 
+_LIST_COLUMNS = (
+    "id",
+    "name",
+    "version",
+    "labels",
+    "NULL AS manifest",
+    "blob_size",
+    "tree_size",
+    "import_time",
+    "last_used",
+    "source",
+)
+
 #: Short IDs must carry at least this many hex digits.
 MIN_SHORT_HEX = 12
 
@@ -69,10 +82,10 @@ class ImageRecord:
     """One stored image, as ``image list`` and the rest of rktcfg see it."""
 
     __slots__ = (
+        "_labels",
         "blob_size",
         "id",
         "import_time",
-        "labels",
         "last_used",
         "manifest_json",
         "name",
@@ -85,13 +98,18 @@ class ImageRecord:
         self.id: str = row["id"]
         self.name: str = row["name"]
         self.version: str | None = row["version"]
-        self.labels: dict[str, str] = json.loads(row["labels"])
-        self.manifest_json: str = row["manifest"]
+        self._labels: str = row["labels"]
+        self.manifest_json: str | None = row["manifest"]
         self.blob_size: int = row["blob_size"]
         self.tree_size: int | None = row["tree_size"]
         self.import_time: int = row["import_time"]
         self.last_used: int = row["last_used"]
         self.source: str | None = row["source"]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        parsed: dict[str, str] = json.loads(self._labels)
+        return parsed
 
     @property
     def name_version(self) -> str:
@@ -107,6 +125,8 @@ class ImageRecord:
         return self.blob_size + (self.tree_size or 0)
 
     def manifest(self) -> dict[str, Any]:
+        if self.manifest_json is None:
+            raise ValueError("record was read without its manifest")
         data: dict[str, Any] = json.loads(self.manifest_json)
         return data
 
@@ -359,8 +379,11 @@ class ImageStore:
             raise NotFoundError(f"no image {image_id}")
         return ImageRecord(row)
 
-    def records(self) -> list[ImageRecord]:
-        return [ImageRecord(r) for r in self.db.execute("SELECT * FROM images ORDER BY id")]
+    def records(self, *, with_manifest: bool = True) -> list[ImageRecord]:
+        """Every image; ``with_manifest=False`` skips reading the manifests (for listings)."""
+        columns = "*" if with_manifest else ", ".join(_LIST_COLUMNS)
+        rows = self.db.execute(f"SELECT {columns} FROM images ORDER BY id")
+        return [ImageRecord(r) for r in rows]
 
     def find(self, name: str, labels: dict[str, str] | None = None) -> list[ImageRecord]:
         """Images named ``name`` whose labels include every given label."""
