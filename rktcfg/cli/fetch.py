@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 DESCRIPTION = """\
 Fetch images into the store and print each one's ID. IMAGE is
   a path or file:// URL of an ACI (plain tar, gzip, bzip2 or xz, detected by content),
+  oci:PATH[#REF] (an OCI image layout directory or tar) or docker-archive:PATH[#REF],
   an http:// or https:// URL of an ACI, or
   an appc name, name[:version][,label=value...], found by appc meta discovery.
 An image already in the store is reused, not imported twice. rktcfg cannot verify
@@ -90,5 +91,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     "new": result.new,
                 }
             )
+    for warning in options.warnings:
+        ctx.err.write(f"rktcfg: warning: {warning}\n")
     emit(ctx, results, lambda: "".join(f"{r['id']}\n" for r in results))
     return 0

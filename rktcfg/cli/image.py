@@ -79,6 +79,40 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
 
     p = add(
+        "render",
+        help="unpack an image with its dependencies into a directory",
+        description="Render a stored image with its dependencies (as a pod sees it) into DIR.",
+    )
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("directory", metavar="DIR")
+    p.add_argument("--rootfs-only", action="store_true", help="only the root filesystem")
+    p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
+
+    p = add(
+        "verify",
+        help="re-hash an image and its rendered tree; repair the tree",
+        description="Check that an image's blob still hashes to its ID and that its rendered "
+        "tree matches what was rendered; a damaged tree is rendered again.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--no-repair", action="store_true", help="report damage only")
+    add_output_option(p)
+
+    p = add(
+        "gc",
+        help="remove unused images and rendered trees",
+        description="Remove images not used for the grace period, blobs no record names, "
+        "and rendered trees no pod uses (trees are rendered again when needed).",
+    )
+    p.add_argument(
+        "--grace-period",
+        default="24h",
+        metavar="DURATION",
+        help="keep images used within this long (default 24h)",
+    )
+    add_output_option(p)
+
+    p = add(
         "build",
         help="build an ACI from a root filesystem directory",
         description=BUILD_DESCRIPTION,
@@ -125,6 +159,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         "export": _export,
         "extract": _extract,
         "build": _build,
+        "render": _render,
+        "verify": _verify,
+        "gc": _gc,
     }[command]
     return handler(args, ctx)
 
@@ -245,32 +282,45 @@ def _export(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+class _Staged:
+    """A directory built beside ``target`` and renamed over it only when complete."""
+
+    def __init__(self, target: str, overwrite: bool) -> None:
+        _refuse_existing(target, overwrite, "directory")
+        self.target = os.path.abspath(target)
+        parent = os.path.dirname(self.target)
+        os.makedirs(parent, exist_ok=True)
+        self.path = os.path.join(parent, f".{os.path.basename(self.target)}.{os.getpid()}.new")
+
+    def __enter__(self) -> str:
+        os.mkdir(self.path, 0o755)
+        return self.path
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        import shutil
+
+        try:
+            if kind is None:
+                if os.path.isdir(self.target) and not os.path.islink(self.target):
+                    shutil.rmtree(self.target)
+                elif os.path.lexists(self.target):
+                    os.unlink(self.target)
+                os.rename(self.path, self.target)
+        finally:
+            if os.path.isdir(self.path):
+                shutil.rmtree(self.path)
+
+
 def _extract(args: argparse.Namespace, ctx: Context) -> int:
-    import shutil
     import tarfile
 
     from rktcfg.image import tarsafe
 
-    _refuse_existing(args.directory, args.overwrite, "directory")
-    target = os.path.abspath(args.directory)
-    parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    staging = os.path.join(parent, f".{os.path.basename(target)}.{os.getpid()}.extract")
+    staged = _Staged(args.directory, args.overwrite)
     with ctx.image_store() as store:
         record = store.resolve(args.image)
-        os.mkdir(staging, 0o755)
-        try:
-            with tarfile.open(store.blob_path(record.id), mode="r:") as tar:
-                report = tarsafe.extract(tar, staging, prefix="rootfs" if args.rootfs_only else "")
-            if os.path.lexists(target):
-                if os.path.isdir(target) and not os.path.islink(target):
-                    shutil.rmtree(target)
-                else:
-                    os.unlink(target)
-            os.rename(staging, target)
-        finally:
-            if os.path.isdir(staging):
-                shutil.rmtree(staging)
+        with staged as staging, tarfile.open(store.blob_path(record.id), mode="r:") as tar:
+            report = tarsafe.extract(tar, staging, prefix="rootfs" if args.rootfs_only else "")
     for warning in report.warnings:
         ctx.err.write(f"rktcfg: warning: {warning}\n")
     return 0
@@ -386,4 +436,100 @@ def _build(args: argparse.Namespace, ctx: Context) -> int:
         source_date_epoch=epoch,
     )
     emit(ctx, {"id": image_id, "file": args.output}, lambda: image_id + "\n")
+    return 0
+
+
+def _render(args: argparse.Namespace, ctx: Context) -> int:
+    import subprocess
+
+    from rktcfg.errors import RuntimeFailure
+    from rktcfg.store.trees import TreeStore
+
+    staged = _Staged(args.directory, args.overwrite)
+    with ctx.image_store() as store:
+        record = store.resolve(args.image)
+        rootfs = TreeStore(ctx.data_dir(), store).render(record.id)
+        with staged as staging:
+            into = staging if args.rootfs_only else os.path.join(staging, "rootfs")
+            if not args.rootfs_only:
+                os.mkdir(into, 0o755)
+                with open(os.path.join(staging, "manifest"), "w", encoding="utf-8") as handle:
+                    handle.write(record.manifest_json or "{}")
+            # cp -a keeps hard links, owners, modes, devices and xattrs.
+            copied = subprocess.run(
+                ["cp", "-a", "--", rootfs + "/.", into + "/"], capture_output=True, text=True
+            )
+            if copied.returncode != 0:
+                raise RuntimeFailure(f"copying the rendered tree failed: {copied.stderr.strip()}")
+    return 0
+
+
+def _verify(args: argparse.Namespace, ctx: Context) -> int:
+    from rktcfg.cli.output import emit
+    from rktcfg.image.aci import hash_file
+    from rktcfg.store.trees import TreeStore
+
+    results: list[dict[str, Any]] = []
+    status = 0
+    with ctx.image_store() as store:
+        trees = TreeStore(ctx.data_dir(), store)
+        for ref in args.images:
+            record = store.resolve(ref)
+            if trees.get(record.id) is not None:
+                problems = trees.verify(record.id, repair=not args.no_repair)
+            else:
+                digest, _ = hash_file(store.blob_path(record.id))
+                problems = [] if digest == record.id else [f"blob hashes to {digest}"]
+            unrepaired = args.no_repair or any(p.startswith("not repaired") for p in problems)
+            if problems and (unrepaired or any("blob" in p for p in problems)):
+                status = 1
+            results.append(
+                {
+                    "id": record.id,
+                    "name": record.name_version,
+                    "problems": problems,
+                    "repaired": bool(problems) and not unrepaired,
+                }
+            )
+
+    def text() -> str:
+        lines = []
+        for r in results:
+            verdict = "ok" if not r["problems"] else ("repaired" if r["repaired"] else "DAMAGED")
+            lines.append(f"{r['id'][:19]}  {r['name']}  {verdict}")
+            lines.extend(f"  {p}" for p in r["problems"])
+        return "\n".join(lines) + "\n"
+
+    emit(ctx, results, text)
+    return status
+
+
+def _gc(args: argparse.Namespace, ctx: Context) -> int:
+    from rktcfg.cli.output import emit
+    from rktcfg.durations import parse_duration
+    from rktcfg.errors import UsageError
+    from rktcfg.store.trees import TreeStore
+
+    try:
+        grace = parse_duration(args.grace_period)
+    except ValueError as exc:
+        raise UsageError(f"--grace-period: {exc}") from None
+    in_use: set[str] = set()  # images and trees of pods; there is no pod store yet
+    with ctx.image_store() as store:
+        removed, orphans = store.gc(grace_ns=grace, in_use=in_use)
+        trees = TreeStore(ctx.data_dir(), store)
+        swept = trees.sweep()
+        dropped = [tree_id for tree_id in trees.ids() if tree_id not in in_use]
+        for tree_id in dropped:
+            trees.remove(tree_id)
+            store.set_tree_size(tree_id, None)
+    emit(
+        ctx,
+        {"images": removed, "blobs": orphans, "trees": dropped, "swept": swept},
+        lambda: (
+            "".join(f"removed image {i}\n" for i in removed)
+            + f"{len(removed)} image(s), {len(dropped)} tree(s), {len(orphans) + len(swept)} "
+            "leftover file(s) removed\n"
+        ),
+    )
     return 0

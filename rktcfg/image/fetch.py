@@ -3,6 +3,8 @@
 Image references (as rkt 0.14 read them):
 
 * a path (absolute, ``./``-relative, or an existing file) or ``file://`` URL: an ACI file;
+* ``oci:PATH[#REF]``: an OCI image layout directory or its tar; ``docker-archive:PATH[#REF]``:
+  a ``docker save`` tar (``#REF`` picks one of several tagged images);
 * ``http://`` or ``https://`` URL: an ACI download (ETag and Cache-Control are remembered;
   an interrupted download resumes);
 * anything else: an appc app string ``name[:version][,label=value...]``, looked up in the
@@ -24,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from rktcfg.errors import ImageError, InputError, NotFoundError
 from rktcfg.image import http
-from rktcfg.image.imports import import_aci_file
+from rktcfg.image.imports import import_aci_file, import_oci
 from rktcfg.image.manifest import ImageManifest, host_os_arch, parse_app_string
 from rktcfg.store.images import ImageStore, ImportResult
 
@@ -33,7 +35,7 @@ INSECURE_OPTIONS = ("none", "image", "http", "tls", "all-fetch", "all")
 
 
 class FetchOptions:
-    __slots__ = ("insecure", "now", "policy", "progress", "transport")
+    __slots__ = ("insecure", "now", "policy", "progress", "transport", "warnings")
 
     def __init__(
         self,
@@ -61,12 +63,16 @@ class FetchOptions:
         self.transport = transport or http.Transport()
         self.progress = progress
         self.now = now
+        #: What fetching had to drop or change, for the caller to show.
+        self.warnings: list[str] = []
 
 
 def classify(ref: str) -> tuple[str, str]:
     """(kind, location): ``file`` with a path, ``http`` with a URL, or ``name``."""
     if ref.startswith("file://"):
         return "file", unquote(urlsplit(ref).path)
+    if ref.startswith(("oci:", "docker-archive:")):
+        return "oci", ref.partition(":")[2]
     if ref.startswith(("http://", "https://")):
         return "http", ref
     if ref.startswith(("/", "./", "../")) or os.path.isfile(ref):
@@ -80,6 +86,11 @@ def fetch_image(store: ImageStore, ref: str, options: FetchOptions | None = None
     kind, location = classify(ref)
     if kind == "file":
         return import_aci_file(store, location)
+    if kind == "oci":
+        path, _, reference = location.partition("#")
+        result, warnings = import_oci(store, path, reference=reference or None, origin=ref)
+        opts.warnings.extend(warnings)
+        return result
     if kind == "http":
         return _fetch_url(store, location, opts, expect=None)
     return _fetch_name(store, location, opts)

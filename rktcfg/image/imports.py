@@ -58,3 +58,30 @@ def import_aci_file(
             if exc.message.startswith(what):
                 raise
             raise type(exc)(f"{what}: {exc.message}") from None
+
+
+def import_oci(
+    store: ImageStore, source: str, *, reference: str | None = None, origin: str | None = None
+) -> tuple[ImportResult, tuple[str, ...]]:
+    """Convert an OCI layout (directory or tar) or docker-save tar and import the result.
+
+    The conversion is reproducible, so the same input always gives the same image ID.
+    Returns the import result and the conversion's warnings (labels that could not be kept).
+    """
+    import tempfile
+
+    from rktcfg.image.oci import convert_oci
+
+    what = os.path.basename(source.rstrip("/")) or source
+    with tempfile.TemporaryDirectory(dir=store.root, prefix="oci-") as work:
+        converted = os.path.join(work, "image.aci")
+        with open(converted, "wb") as output:
+            conversion = convert_oci(source, output, reference=reference, work_dir=work)
+        with open(converted, "rb") as handle:
+            result = store.import_archive(
+                handle,
+                what=what,
+                origin=origin or source,
+                validate=lambda tar_path: validate_aci_tar(tar_path, what=what),
+            )
+    return result, conversion.warnings

@@ -35,7 +35,7 @@ import shutil
 import stat
 import tarfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Self
 
@@ -47,6 +47,7 @@ __all__ = [
     "ExtractLimits",
     "ExtractReport",
     "extract",
+    "in_root_path",
     "resolve_in_root",
 ]
 
@@ -416,7 +417,7 @@ class _Extractor:
         if self.whiteouts and parts[-1].startswith(_WHITEOUT):
             self._whiteout(parts)
             return
-        if self.keep is not None and not member.isdir() and not self.keep(_in_root(parts)):
+        if self.keep is not None and not member.isdir() and not self.keep(in_root_path(parts)):
             return
         if member.islnk():
             # Resolve the target before the parent: a link to a missing file fails clean.
@@ -508,7 +509,7 @@ class _Extractor:
                     todo.extend(reversed(target.split("/")))
                 else:
                     raise ArchiveError(
-                        f"{_show(self.name)}: {_show(_in_root([*resolved, part]))} "
+                        f"{_show(self.name)}: {_show(in_root_path([*resolved, part]))} "
                         "is not a directory"
                     )
             key = tuple(resolved)
@@ -802,7 +803,7 @@ def _plain_file_fd(tar: tarfile.TarFile) -> int | None:
         return None
 
 
-def _in_root(parts: Sequence[str]) -> str:
+def in_root_path(parts: Iterable[str]) -> str:
     """The in-root absolute path of member components, ``..`` clamped: "/etc/passwd"."""
     stack: list[str] = []
     for part in parts:

@@ -465,6 +465,29 @@ class ImageStore:
         with _suppress_missing():
             os.unlink(self.blob_path(image_id))
 
+    def gc(self, *, grace_ns: int, in_use: set[str]) -> tuple[list[str], list[str]]:
+        """Remove images not used for ``grace_ns`` and not in ``in_use``, and blobs no record
+        names. Returns (image IDs removed, orphan blob paths removed)."""
+        cutoff = self._now() - grace_ns
+        stale = [
+            row[0]
+            for row in self.db.execute("SELECT id FROM images WHERE last_used < ?", (cutoff,))
+            if row[0] not in in_use
+        ]
+        for image_id in stale:
+            self.remove(image_id)
+        # Under the write lock: an import links its blob and commits its record while holding
+        # it, so a blob seen here without a record really is an orphan.
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            orphans = list(self.orphan_blobs())
+            for path in orphans:
+                with _suppress_missing():
+                    os.unlink(path)
+        finally:
+            self.db.execute("COMMIT")
+        return stale, orphans
+
     def orphan_blobs(self) -> Iterator[str]:
         """Blob files that no record names."""
         known = {row[0] for row in self.db.execute("SELECT id FROM images")}

@@ -431,3 +431,53 @@ def test_image_build_command(
         "http",
     )
     assert code == 2 and "NAME:PROTOCOL:PORT" in err
+
+
+def test_render_verify_and_gc_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = str(tmp_path / "data")
+    base_root = make_rootfs(tmp_path / "base-rootfs", payload=b"base\n")
+    (base_root / "etc" / "base-only").write_text("from the base\n")
+    build_aci(str(base_root), str(tmp_path / "base.aci"), manifest(name="example.com/base"))
+    app_root = make_rootfs(tmp_path / "app-rootfs", payload=b"app\n")
+    app = manifest(
+        name="example.com/app",
+        dependencies=[
+            {"imageName": "example.com/base", "labels": [{"name": "version", "value": "1.0"}]}
+        ],
+    )
+    build_aci(str(app_root), str(tmp_path / "app.aci"), app)
+    for name in ("base.aci", "app.aci"):
+        assert run(capsys, "--dir", data, "fetch", str(tmp_path / name))[0] == 0
+
+    out = tmp_path / "rendered"
+    assert (
+        run(capsys, "--dir", data, "image", "render", "--rootfs-only", "example.com/app", str(out))[
+            0
+        ]
+        == 0
+    )
+    assert (out / "bin" / "hello").read_bytes() == b"app\n"  # the image over its dependency
+    assert (out / "etc" / "base-only").read_text() == "from the base\n"
+    assert (out / "bin" / "hello").stat().st_mode & 0o7777 == 0o4755
+    code, out_text, _ = run(capsys, "--dir", data, "image", "list", "-o", "json")
+    sizes = {e["name"]: e["tree_size"] for e in json.loads(out_text)}
+    assert sizes["example.com/app"] and sizes["example.com/base"] is None
+
+    code, text, _ = run(capsys, "--dir", data, "image", "verify", "example.com/app")
+    assert code == 0 and text.split()[1:] == ["example.com/app:1.0", "ok"]
+    tree = tmp_path / "data" / "trees"
+    (image_tree,) = [p for p in tree.iterdir() if p.is_dir() and p.name.startswith("sha512-")]
+    (image_tree / "rootfs" / "etc" / "motd").write_text("tampered\n")
+    code, text, _ = run(capsys, "--dir", data, "image", "verify", "--no-repair", "example.com/app")
+    assert code == 1 and "DAMAGED" in text and "/etc/motd" in text
+    code, text, _ = run(capsys, "--dir", data, "image", "verify", "example.com/app")
+    assert code == 0 and "repaired" in text
+    assert (image_tree / "rootfs" / "etc" / "motd").read_text() == "welcome\n"
+
+    code, text, _ = run(capsys, "--dir", data, "image", "gc", "--grace-period", "1h")
+    assert code == 0 and "0 image(s), 1 tree(s)" in text
+    code, text, _ = run(capsys, "--dir", data, "image", "gc", "--grace-period", "0")
+    assert code == 0 and "2 image(s)" in text
+    assert run(capsys, "--dir", data, "image", "list", "--no-legend")[1] == ""
+    code, _, err = run(capsys, "--dir", data, "image", "gc", "--grace-period", "soon")
+    assert code == 2 and "must be a duration" in err
