@@ -14,7 +14,9 @@ Fetch images into the store and print each one's ID. IMAGE is
   oci:PATH[#REF] (an OCI image layout directory or tar) or docker-archive:PATH[#REF],
   an http:// or https:// URL of an ACI, or
   an appc name, name[:version][,label=value...], found by appc meta discovery.
-An image already in the store is reused, not imported twice. rktcfg cannot verify
+An image already in the store is reused, not imported twice. Its dependencies are fetched
+too, and its tree is rendered (--no-render skips both); if that fails, the images this
+fetch added are removed again. rktcfg cannot verify
 signatures yet: network fetches need --insecure-options=image (plain http also http)."""
 
 
@@ -34,6 +36,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="none",
         metavar="OPTS",
         help="comma-separated: image (no signature check), http (allow plain http), all-fetch",
+    )
+    parser.add_argument(
+        "--no-render",
+        action="store_true",
+        help="only store the image; do not fetch its dependencies and render its tree now",
     )
     add_output_option(parser)
 
@@ -70,7 +77,7 @@ def progress_factory(ctx: Context, enabled: bool) -> object:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from rktcfg.cli.output import emit
-    from rktcfg.image.fetch import FetchOptions, fetch_image
+    from rktcfg.image.fetch import FetchOptions, fetch_and_render, fetch_image
 
     insecure = frozenset(o.strip() for o in args.insecure_options.split(",") if o.strip())
     show_bar = args.output == "text" and ctx.err.isatty()
@@ -82,7 +89,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     results = []
     with ctx.image_store() as store:
         for ref in args.images:
-            result = fetch_image(store, ref, options)
+            fetch = fetch_image if args.no_render else fetch_and_render
+            result = fetch(store, ref, options)
             results.append(
                 {
                     "image": ref,

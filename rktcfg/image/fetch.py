@@ -186,3 +186,31 @@ def _fetch_name(store: ImageStore, app: str, opts: FetchOptions) -> ImportResult
         except NotFoundError as exc:
             errors.append(exc.message)
     raise NotFoundError(f"{app}: no discovered URL had the image ({'; '.join(errors)})")
+
+
+def fetch_and_render(
+    store: ImageStore, ref: str, options: FetchOptions | None = None
+) -> ImportResult:
+    """Fetch ``ref``, then its dependencies (by the same options), and render its tree.
+
+    Rendering at fetch time is what proves an image usable: a hostile or broken archive, or a
+    dependency that cannot be had, fails the fetch, and every image this call added is removed
+    again, so the store is left as it was.
+    """
+    from rktcfg.errors import RktcfgError
+    from rktcfg.image.deps import store_fetcher
+    from rktcfg.store.trees import TreeStore
+
+    opts = options or FetchOptions()
+    before = {record.id for record in store.records(with_manifest=False)}
+    result = fetch_image(store, ref, opts)
+    trees = TreeStore(store.data_dir, store)
+    try:
+        trees.render(result.record.id, fetch=store_fetcher(store, opts))
+    except (RktcfgError, OSError):
+        for record in store.records(with_manifest=False):
+            if record.id not in before:
+                store.remove(record.id)
+        trees.sweep()  # the failed render's lock file
+        raise
+    return result

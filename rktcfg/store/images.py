@@ -169,6 +169,7 @@ class ImageStore:
     """The image store of one data directory. Use as a context manager, or ``close()``."""
 
     def __init__(self, data_dir: str, *, now: Callable[[], int] = _now_ns) -> None:
+        self.data_dir = data_dir
         self.root = os.path.join(data_dir, "images")
         self.blobs = os.path.join(self.root, "blobs", "sha512")
         self.tmp = os.path.join(self.root, "tmp")

@@ -262,3 +262,39 @@ def test_discovery_templates() -> None:
     )
     page = '<meta name="ac-discovery" content="other.org https://other.org/{name}.{ext}">'
     assert discovery.endpoints(page, "example.com/app", {}, allow_http=True) == []
+
+
+def test_a_diamond_of_dependencies_is_fetched_over_http_once_each(
+    tmp_path: Path, server: Server, store: ImageStore
+) -> None:
+    from rktcfg.image.fetch import fetch_and_render
+    from rktcfg.store.trees import TreeStore
+
+    template = "https://storage.example.com/{name}-{version}.{ext}"
+    page = f'<meta name="ac-discovery" content="example.com {template}">'
+    server.routes["/example.com?ac-discovery=1"] = (page.encode(), {})
+    graph = {"a": ["b", "c"], "b": ["d"], "c": ["d"], "d": []}
+    for name, deps in graph.items():
+        rootfs = make_rootfs(tmp_path / f"rootfs-{name}", payload=name.encode())
+        (rootfs / f"from-{name}").write_text(name)
+        doc = manifest(name=f"example.com/{name}")
+        doc["dependencies"] = [
+            {"imageName": f"example.com/{dep}", "labels": [{"name": "version", "value": "1.0"}]}
+            for dep in deps
+        ]
+        out = tmp_path / f"{name}.aci"
+        build_aci(str(rootfs), str(out), doc)
+        server.routes[f"/storage.example.com/example.com/{name}-1.0.aci"] = (out.read_bytes(), {})
+    opts = FetchOptions(transport=server.transport(), insecure=frozenset({"image"}), policy="new")
+    result = fetch_and_render(store, "example.com/a:1.0", opts)
+    downloads = [p for p, _ in server.requests if p.endswith(".aci")]
+    assert sorted(downloads) == sorted(
+        f"/storage.example.com/example.com/{n}-1.0.aci" for n in graph
+    )  # d once, although two paths lead to it
+    trees = TreeStore(store.data_dir, store)
+    record = trees.record(result.record.id)
+    assert record is not None and len(record.layers) == 4
+    rootfs = Path(trees.rootfs(result.record.id))
+    assert sorted(p.name for p in rootfs.glob("from-*")) == ["from-a", "from-b", "from-c", "from-d"]
+    assert (rootfs / "bin" / "hello").read_bytes() == b"a"  # the image itself is applied last
+    assert {r.name for r in store.records()} == {f"example.com/{n}" for n in graph}

@@ -332,14 +332,19 @@ def test_image_commands(tmp_path: Path, aci: Path, capsys: pytest.CaptureFixture
     code, out, _ = run(capsys, "--dir", data, "image", "list")
     header, row = out.splitlines()
     assert header.split() == ["ID", "NAME", "SIZE", "IMPORT", "TIME", "LAST", "USED"]
-    assert row.split()[:3] == [image_id[:19], "example.com/hello:1.0", "10KiB"]
+    assert row.split()[:2] == [image_id[:19], "example.com/hello:1.0"]
+    assert row.split()[2].endswith("KiB")
     code, out, _ = run(
         capsys, "--dir", data, "image", "list", "--full", "--no-legend", "--fields", "id,size"
     )
-    assert out.split() == [image_id, str(aci.stat().st_size)]
+    full_id, full_size = out.split()
     code, out, _ = run(capsys, "--dir", data, "image", "list", "-o", "json")
     (entry,) = json.loads(out)
-    assert entry["id"] == image_id and entry["size"] == aci.stat().st_size
+    assert entry["id"] == full_id == image_id and entry["size"] == int(full_size)
+    # fetch rendered the tree: SIZE is the blob plus the tree (the rootfs files, counted once)
+    assert entry["blob_size"] == aci.stat().st_size
+    assert entry["tree_size"] == len(b"hello\n") + len(b"welcome\n")
+    assert entry["size"] == entry["blob_size"] + entry["tree_size"]
     code, _, err = run(capsys, "--dir", data, "image", "list", "--fields", "id,colour")
     assert code == 2 and "unknown field 'colour'" in err
 
@@ -446,8 +451,8 @@ def test_render_verify_and_gc_commands(tmp_path: Path, capsys: pytest.CaptureFix
         ],
     )
     build_aci(str(app_root), str(tmp_path / "app.aci"), app)
-    for name in ("base.aci", "app.aci"):
-        assert run(capsys, "--dir", data, "fetch", str(tmp_path / name))[0] == 0
+    for name in ("base.aci", "app.aci"):  # image render below does the rendering
+        assert run(capsys, "--dir", data, "fetch", "--no-render", str(tmp_path / name))[0] == 0
 
     out = tmp_path / "rendered"
     assert (
@@ -481,3 +486,58 @@ def test_render_verify_and_gc_commands(tmp_path: Path, capsys: pytest.CaptureFix
     assert run(capsys, "--dir", data, "image", "list", "--no-legend")[1] == ""
     code, _, err = run(capsys, "--dir", data, "image", "gc", "--grace-period", "soon")
     assert code == 2 and "must be a duration" in err
+
+
+def _hostile_aci(path: Path, sentinel: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (("manifest", GOOD_MANIFEST),):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        root = tarfile.TarInfo("rootfs")
+        root.type = tarfile.DIRTYPE
+        tar.addfile(root)
+        link = tarfile.TarInfo("rootfs/escape")
+        link.type = tarfile.SYMTYPE
+        link.linkname = str(sentinel)
+        tar.addfile(link)
+        payload = b"written through the symlink\n"
+        through = tarfile.TarInfo("rootfs/escape/planted")
+        through.size = len(payload)
+        tar.addfile(through, io.BytesIO(payload))
+        shadow = tarfile.TarInfo("rootfs/shadow")
+        shadow.type = tarfile.LNKTYPE
+        shadow.linkname = "/etc/shadow"
+        tar.addfile(shadow)
+    path.write_bytes(buffer.getvalue())
+
+
+def test_a_hostile_image_fails_to_fetch_and_leaves_everything_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    (sentinel / "keep").write_text("untouched\n")
+    hostile = tmp_path / "hostile.aci"
+    _hostile_aci(hostile, sentinel)
+    data = tmp_path / "data"
+    code, out, err = run(capsys, "--dir", str(data), "fetch", str(hostile))
+    assert code == 2 and out == ""
+    assert "hard link target /etc/shadow is outside the extracted tree" in err
+    assert sorted(os.listdir(sentinel)) == ["keep"]
+    assert store_contents(data) == ([], [], [])
+    trees = data / "trees"
+    assert not trees.exists() or not [p for p in trees.iterdir() if p.name.startswith("sha512-")]
+
+
+def test_a_missing_dependency_fails_the_fetch_and_removes_the_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    app = manifest(name="example.com/app", dependencies=[{"imageName": "example.com/absent"}])
+    build_aci(str(rootfs), str(tmp_path / "app.aci"), app)
+    data = tmp_path / "data"
+    code, _, err = run(capsys, "--dir", str(data), "fetch", str(tmp_path / "app.aci"))
+    assert code == 2 and "example.com/absent" in err
+    assert store_contents(data) == ([], [], [])
