@@ -5,6 +5,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
 
     from rktcfg.cli.context import Context
 
@@ -38,6 +39,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="comma-separated: image (no signature check), http (allow plain http), all-fetch",
     )
     parser.add_argument(
+        "--max-size",
+        default="8Gi",
+        metavar="SIZE",
+        help="refuse images larger than this uncompressed (default 8Gi; a quantity like 512Mi)",
+    )
+    parser.add_argument(
         "--no-render",
         action="store_true",
         help="only store the image; do not fetch its dependencies and render its tree now",
@@ -45,52 +52,62 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_output_option(parser)
 
 
-def progress_factory(ctx: Context, enabled: bool) -> object:
-    """A rich progress bar per download on a terminal; nothing otherwise."""
-    if not enabled:
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+class ProgressBars:
+    """A rich progress bar per download, drawn on stderr (stdout carries the image IDs)."""
 
-    bars = Progress(
-        "{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        transient=True,
-        console=Console(file=ctx.err),  # stdout carries the image IDs
-    )
+    def __init__(self, ctx: Context) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    def factory(url: str) -> object:
-        bars.start()
-        task = bars.add_task(url.rsplit("/", 1)[-1][:40], total=None)
+        self.bars = Progress(
+            "{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            transient=True,
+            console=Console(file=ctx.err),
+        )
+
+    def __call__(self, url: str) -> Callable[[int, int | None], None]:
+        self.bars.start()
+        task = self.bars.add_task(url.rsplit("/", 1)[-1][:40], total=None)
 
         def update(done: int, total: int | None) -> None:
-            bars.update(task, completed=done, total=total)
-            if total is not None and done >= total:
-                bars.stop()
+            self.bars.update(task, completed=done, total=total)
 
         return update
 
-    return factory
+    def close(self) -> None:
+        self.bars.stop()
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from rktcfg.cli.output import emit
+    from rktcfg.errors import UsageError
     from rktcfg.image.fetch import FetchOptions, fetch_and_render, fetch_image
+    from rktcfg.isolators.quantity import QuantityError, parse_memory_bytes
 
     insecure = frozenset(o.strip() for o in args.insecure_options.split(",") if o.strip())
-    show_bar = args.output == "text" and ctx.err.isatty()
+    try:
+        max_bytes = parse_memory_bytes(args.max_size)
+    except QuantityError as exc:
+        raise UsageError(f"--max-size: {exc} (got {args.max_size!r})") from None
+    bars = ProgressBars(ctx) if args.output == "text" and ctx.err.isatty() else None
     options = FetchOptions(
         policy=args.pull_policy,
         insecure=insecure - {"none"},
-        progress=progress_factory(ctx, show_bar),  # type: ignore[arg-type]
+        progress=bars,
+        max_bytes=max_bytes,
     )
     results = []
+    fetch = fetch_image if args.no_render else fetch_and_render
     with ctx.image_store() as store:
         for ref in args.images:
-            fetch = fetch_image if args.no_render else fetch_and_render
-            result = fetch(store, ref, options)
+            try:
+                result = fetch(store, ref, options)
+            finally:
+                if bars is not None:
+                    bars.close()
             results.append(
                 {
                     "image": ref,

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from rktcfg.errors import ImageError, InputError, NotFoundError
 from rktcfg.image import http
+from rktcfg.image.aci import DEFAULT_MAX_TAR_BYTES
 from rktcfg.image.imports import import_aci_file, import_oci
 from rktcfg.image.manifest import ImageManifest, host_os_arch, parse_app_string
 from rktcfg.store.images import ImageStore, ImportResult
@@ -35,7 +36,7 @@ INSECURE_OPTIONS = ("none", "image", "http", "tls", "all-fetch", "all")
 
 
 class FetchOptions:
-    __slots__ = ("insecure", "now", "policy", "progress", "transport", "warnings")
+    __slots__ = ("insecure", "max_bytes", "now", "policy", "progress", "transport", "warnings")
 
     def __init__(
         self,
@@ -45,6 +46,7 @@ class FetchOptions:
         transport: http.Transport | None = None,
         progress: Callable[[str], http.Progress | None] | None = None,
         now: Callable[[], float] = time.time,
+        max_bytes: int | None = None,
     ) -> None:
         if policy not in POLICIES:
             raise InputError(
@@ -63,6 +65,8 @@ class FetchOptions:
         self.transport = transport or http.Transport()
         self.progress = progress
         self.now = now
+        #: The largest uncompressed image accepted (a decompression bomb stops there).
+        self.max_bytes = max_bytes
         #: What fetching had to drop or change, for the caller to show.
         self.warnings: list[str] = []
 
@@ -85,10 +89,12 @@ def fetch_image(store: ImageStore, ref: str, options: FetchOptions | None = None
     opts = options or FetchOptions()
     kind, location = classify(ref)
     if kind == "file":
-        return import_aci_file(store, location)
+        return import_aci_file(store, location, max_bytes=opts.max_bytes)
     if kind == "oci":
         path, _, reference = location.partition("#")
-        result, warnings = import_oci(store, path, reference=reference or None, origin=ref)
+        result, warnings = import_oci(
+            store, path, reference=reference or None, origin=ref, max_bytes=opts.max_bytes
+        )
         opts.warnings.extend(warnings)
         return result
     if kind == "http":
@@ -131,13 +137,14 @@ def _fetch_url(
         target,
         etag=remote["etag"] if remote else None,
         progress=progress,
+        max_bytes=opts.max_bytes or DEFAULT_MAX_TAR_BYTES,
     )
     if got.not_modified:
         assert remote is not None
         store.set_remote(url, remote["image_id"], remote["etag"], got.max_age)
         return ImportResult(store.get(remote["image_id"]), new=False)
     assert got.path is not None
-    result = import_aci_file(store, got.path, origin=url, expect=expect)
+    result = import_aci_file(store, got.path, origin=url, expect=expect, max_bytes=opts.max_bytes)
     store.set_remote(url, result.record.id, got.etag, got.max_age)
     http.finished(target)
     return result

@@ -34,6 +34,7 @@ def import_aci_file(
     *,
     origin: str | None = None,
     expect: Callable[[ImageManifest], None] | None = None,
+    max_bytes: int | None = None,
 ) -> ImportResult:
     """Import the ACI at ``path``; an existing identical image is reused, not duplicated.
     Nothing changes in the store unless the image is valid (and ``expect`` accepts it)."""
@@ -53,6 +54,7 @@ def import_aci_file(
                 what=what,
                 origin=origin or "file://" + os.path.abspath(path),
                 validate=lambda tar_path: validate_aci_tar(tar_path, what=what, expect=expect),
+                max_bytes=max_bytes,
             )
         except ImageError as exc:
             if exc.message.startswith(what):
@@ -61,7 +63,12 @@ def import_aci_file(
 
 
 def import_oci(
-    store: ImageStore, source: str, *, reference: str | None = None, origin: str | None = None
+    store: ImageStore,
+    source: str,
+    *,
+    reference: str | None = None,
+    origin: str | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[ImportResult, tuple[str, ...]]:
     """Convert an OCI layout (directory or tar) or docker-save tar and import the result.
 
@@ -76,12 +83,19 @@ def import_oci(
     with tempfile.TemporaryDirectory(dir=store.root, prefix="oci-") as work:
         converted = os.path.join(work, "image.aci")
         with open(converted, "wb") as output:
-            conversion = convert_oci(source, output, reference=reference, work_dir=work)
+            conversion = convert_oci(
+                source,
+                output,
+                reference=reference,
+                work_dir=work,
+                max_bytes=max_bytes or aci.DEFAULT_MAX_TAR_BYTES,
+            )
         with open(converted, "rb") as handle:
             result = store.import_archive(
                 handle,
                 what=what,
                 origin=origin or source,
                 validate=lambda tar_path: validate_aci_tar(tar_path, what=what),
+                max_bytes=max_bytes,
             )
     return result, conversion.warnings

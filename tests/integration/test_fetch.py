@@ -7,6 +7,7 @@ rewrite, so these tests never contact another address.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -298,3 +299,67 @@ def test_a_diamond_of_dependencies_is_fetched_over_http_once_each(
     assert sorted(p.name for p in rootfs.glob("from-*")) == ["from-a", "from-b", "from-c", "from-d"]
     assert (rootfs / "bin" / "hello").read_bytes() == b"a"  # the image itself is applied last
     assert {r.name for r in store.records()} == {f"example.com/{n}" for n in graph}
+
+
+def test_max_size_stops_a_decompression_bomb(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gzip
+
+    from rktcfg.cli.main import main
+
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    (rootfs / "zeros").write_bytes(bytes(16 << 20))
+    build_aci(str(rootfs), str(tmp_path / "bomb.aci"), manifest(name="example.com/bomb"))
+    bomb = tmp_path / "bomb.aci.gz"
+    bomb.write_bytes(gzip.compress((tmp_path / "bomb.aci").read_bytes()))
+    assert bomb.stat().st_size < 100_000
+    data = tmp_path / "data"
+    code = main(["--dir", str(data), "fetch", "--max-size", "1Mi", str(bomb)])
+    err = capsys.readouterr().err
+    assert code == 2 and "larger than the limit of 1048576 bytes" in err
+    with ImageStore(str(data)) as opened:
+        assert opened.records() == []
+        assert os.listdir(opened.tmp) == [] and os.listdir(opened.blobs) == []
+    code = main(["--dir", str(data), "fetch", "--max-size", "lots", str(bomb)])
+    assert code == 2 and "--max-size" in capsys.readouterr().err
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path, server: Server) -> None:
+    import pty
+    import subprocess
+    import sys
+
+    body = _aci(tmp_path)
+    server.routes["/127.0.0.1/h.aci"] = (body, {})
+    server.routes["/127.0.0.1/h.aci?again"] = (body, {})
+    # The command line reaches the test server directly: its address is 127.0.0.1.
+    url = f"http://127.0.0.1:{server.port}/127.0.0.1/h.aci"
+    rktcfg = str(Path(sys.executable).parent / "rktcfg")
+    env = {**os.environ, "COLUMNS": "100"}
+    argv = [rktcfg, "--dir", str(tmp_path / "data"), "fetch", "--insecure-options=image,http"]
+    plain = subprocess.run([*argv, url], capture_output=True, text=True, env=env, check=True)
+    assert plain.stdout.strip() == _id(body) and plain.stderr == ""
+    primary, secondary = pty.openpty()
+    shown = subprocess.run(
+        [*argv, "--pull-policy", "update", "--no-render", url + "?again"],
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    os.close(secondary)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(primary)
+    assert shown.returncode == 0, drawn
+    assert shown.stdout.decode().strip() == _id(body)  # the ID on stdout, the bar on the tty
+    assert b"h.aci" in drawn and b"\x1b[" in drawn
