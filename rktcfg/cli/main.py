@@ -23,6 +23,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("rktcfg.cli.config", "show the effective configuration, or --check drop-ins"),
     "fetch": ("rktcfg.cli.fetch", "fetch images into the store"),
     "image": ("rktcfg.cli.image", "list, inspect, export, extract and remove stored images"),
+    "run": ("rktcfg.cli.run", "run a pod from images"),
+    "prepare": ("rktcfg.cli.prepare", "prepare a pod to run later"),
+    "run-prepared": ("rktcfg.cli.run_prepared", "start a prepared pod"),
+    "list": ("rktcfg.cli.list", "list pods"),
+    "status": ("rktcfg.cli.status", "show a pod's status"),
+    "stop": ("rktcfg.cli.stop", "stop pods"),
+    "rm": ("rktcfg.cli.rm", "remove pods"),
+    "cat-manifest": ("rktcfg.cli.cat_manifest", "print a pod's runtime manifest"),
+    "logs": ("rktcfg.cli.logs", "print a pod's app output"),
+    "gc": ("rktcfg.cli.gc", "collect exited pods"),
 }
 
 #: Global flags that take a value (so the command name can be found without argparse).

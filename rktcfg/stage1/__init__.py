@@ -1,0 +1,1 @@
+"""Stage 1: the pod supervisor and what it leaves in the pod directory."""

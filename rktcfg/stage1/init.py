@@ -1,0 +1,275 @@
+"""The pod supervisor: ``python -I -m rktcfg.stage1.init POD_DIR LOCK_FD``.
+
+A small detached process per pod (started by ``rktcfg.stage1.launch`` with a double fork and
+setsid), importing only the standard library and ``rktcfg.stage1``. It holds the pod's lock
+fd for its whole life, so the pod reads as exited the moment it dies, however it dies.
+
+It sets the pod up through the flavor, starts each app (running ``pre-start`` handlers
+first), pumps the apps' stdout and stderr into rotating log files, writes each app's status
+(``apps/<app>/status.json``: exit code, times, restarts), applies the restart policy
+(``never``, ``on-failure``, ``always``; backoff 1 s doubling to 5 min, reset after 10 min
+up), runs ``post-stop`` handlers, and on SIGTERM stops the apps with SIGTERM and then SIGKILL
+after the grace period. The pod's exit status (``exit-code``) is the first failing app's
+code, in manifest order, or 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import sys
+import time
+
+from rktcfg.stage1.base import AppSpec, get_flavor, read_stage1
+from rktcfg.stage1.logs import RotatingLog
+
+BACKOFF_START = 1.0
+BACKOFF_MAX = 300.0
+BACKOFF_RESET_AFTER = 600.0
+
+
+def _write_json(path: str, data: object) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _touch(path: str, content: str = "") -> None:
+    _write_json_text(path, content)
+
+
+def _write_json_text(path: str, content: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class AppRun:
+    """One app's supervision state."""
+
+    def __init__(self, spec: AppSpec, directory: str, logs: dict[str, int]) -> None:
+        self.spec = spec
+        self.directory = directory
+        self.pid: int | None = None
+        self.started_ns = 0
+        self.finished_ns = 0
+        self.exit_code: int | None = None
+        self.restarts = 0
+        self.backoff = BACKOFF_START
+        self.restart_at: float | None = None
+        self.logs = {
+            stream: RotatingLog(
+                os.path.join(directory, f"{stream}.log"),
+                max_bytes=logs.get("max_bytes", 10 << 20),
+                keep=logs.get("keep", 3),
+            )
+            for stream in ("stdout", "stderr")
+        }
+
+    def status(self) -> dict[str, object]:
+        state = "running" if self.pid is not None else ("exited" if self.finished_ns else "created")
+        if self.restart_at is not None:
+            state = "restarting"
+        return {
+            "name": self.spec.name,
+            "state": state,
+            "exit_code": self.exit_code,
+            "started_at": self.started_ns or None,
+            "finished_at": self.finished_ns or None,
+            "restarts": self.restarts,
+            "pid": self.pid,
+        }
+
+    def save(self) -> None:
+        _write_json(os.path.join(self.directory, "status.json"), self.status())
+
+
+class Supervisor:
+    def __init__(self, pod_dir: str) -> None:
+        self.pod_dir = pod_dir
+        self.stage1 = read_stage1(pod_dir)
+        self.flavor = get_flavor(self.stage1["flavor"])
+        self.policy: str = self.stage1.get("restart", "never")
+        self.grace: float = float(self.stage1.get("grace_seconds", 10))
+        self.apps = [
+            AppRun(
+                AppSpec(data, pod_dir),
+                os.path.join(pod_dir, "apps", data["name"]),
+                self.stage1.get("logs", {}),
+            )
+            for data in self.stage1["apps"]
+        ]
+        self.selector = selectors.DefaultSelector()
+        self.open_pipes = 0
+        self.stop_requested = False
+        self.force_deadline: float | None = None
+
+    # --- processes -------------------------------------------------------------------------
+
+    def _handler(self, argv: list[str], app: AppRun) -> int:
+        """Run an event handler to completion, its output in the app's logs."""
+        read_out, write_out = os.pipe()
+        read_err, write_err = os.pipe()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        pid = self.flavor.spawn(self.pod_dir, app.spec, argv, (devnull, write_out, write_err))
+        for fd in (devnull, write_out, write_err):
+            os.close(fd)
+        for fd, stream in ((read_out, "stdout"), (read_err, "stderr")):
+            while chunk := os.read(fd, 65536):
+                app.logs[stream].write(chunk)
+            os.close(fd)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    def start(self, app: AppRun) -> None:
+        app.restart_at = None
+        if app.spec.pre_start:
+            code = self._handler(app.spec.pre_start, app)
+            if code != 0:
+                app.exit_code = 128 - code if code < 0 else code
+                app.finished_ns = time.time_ns()
+                app.save()
+                return
+        read_out, write_out = os.pipe()
+        read_err, write_err = os.pipe()
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        app.pid = self.flavor.spawn(
+            self.pod_dir, app.spec, app.spec.exec, (stdin, write_out, write_err)
+        )
+        for fd in (stdin, write_out, write_err):
+            os.close(fd)
+        for fd, stream in ((read_out, "stdout"), (read_err, "stderr")):
+            os.set_blocking(fd, False)
+            self.selector.register(fd, selectors.EVENT_READ, (app, stream))
+            self.open_pipes += 1
+        app.started_ns = time.time_ns()
+        app.finished_ns = 0
+        app.exit_code = None
+        app.save()
+
+    def _exited(self, app: AppRun, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        app.exit_code = 128 - code if code < 0 else code  # killed by signal N: 128 + N
+        app.pid = None
+        app.finished_ns = time.time_ns()
+        if app.spec.post_stop:
+            self._handler(app.spec.post_stop, app)
+        ran = (app.finished_ns - app.started_ns) / 1e9
+        wants = self.policy == "always" or (self.policy == "on-failure" and app.exit_code != 0)
+        if wants and not self.stop_requested:
+            if ran >= BACKOFF_RESET_AFTER:
+                app.backoff = BACKOFF_START
+            app.restart_at = time.monotonic() + app.backoff
+            app.backoff = min(app.backoff * 2, BACKOFF_MAX)
+        app.save()
+
+    def _signal_all(self, signum: int) -> None:
+        for app in self.apps:
+            if app.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(app.pid, signum)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def _pump(self, timeout: float) -> None:
+        for key, _ in self.selector.select(timeout):
+            app, stream = key.data
+            fd = key.fd
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if chunk:
+                app.logs[stream].write(chunk)
+                continue
+            self.selector.unregister(fd)
+            os.close(fd)
+            self.open_pipes -= 1
+
+    def _reap(self) -> None:
+        by_pid = {app.pid: app for app in self.apps if app.pid is not None}
+        while by_pid:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            app = by_pid.pop(pid, None)
+            if app is not None:
+                self._exited(app, status)
+
+    def run(self) -> int:
+        for app in self.apps:
+            os.makedirs(app.directory, 0o750, exist_ok=True)
+            self.start(app)
+        _touch(os.path.join(self.pod_dir, "started"))
+        while True:
+            now = time.monotonic()
+            if self.stop_requested and self.force_deadline is None:
+                self.force_deadline = now + self.grace
+                for app in self.apps:
+                    app.restart_at = None
+                self._signal_all(signal.SIGTERM)
+            if self.force_deadline is not None and now >= self.force_deadline:
+                self._signal_all(signal.SIGKILL)
+            self._pump(0.05 if self.open_pipes else 0.0)
+            self._reap()
+            for app in self.apps:
+                if app.restart_at is not None and time.monotonic() >= app.restart_at:
+                    app.restarts += 1
+                    self.start(app)
+            running = any(a.pid is not None or a.restart_at is not None for a in self.apps)
+            if not running and self.open_pipes == 0:
+                break
+            if not self.open_pipes:
+                time.sleep(0.05)
+        for app in self.apps:
+            for log in app.logs.values():
+                log.close()
+            app.save()
+        code = next((a.exit_code for a in self.apps if a.exit_code), 0) or 0
+        _touch(os.path.join(self.pod_dir, "exit-code"), f"{code}\n")
+        return code
+
+    def request_stop(self, *_: object) -> None:
+        self.stop_requested = True
+
+
+def main(argv: list[str]) -> int:
+    pod_dir = argv[1]
+    os.chdir(pod_dir)
+    _touch(os.path.join(pod_dir, "pid"), f"{os.getpid()}\n")
+    try:
+        supervisor = Supervisor(pod_dir)
+        supervisor.flavor.check([a.spec for a in supervisor.apps])
+        supervisor.flavor.setup(pod_dir, [a.spec for a in supervisor.apps])
+    except Exception as exc:
+        _touch(os.path.join(pod_dir, "start-error"), f"{exc}\n")
+        sys.stderr.write(f"rktcfg supervisor: cannot start the pod: {exc}\n")
+        with contextlib.suppress(Exception):
+            get_flavor(read_stage1(pod_dir)["flavor"]).teardown(pod_dir)
+        return 1
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, supervisor.request_stop)
+    try:
+        code = supervisor.run()
+    finally:
+        try:
+            supervisor.flavor.teardown(pod_dir)
+        except Exception as exc:
+            sys.stderr.write(f"rktcfg supervisor: teardown failed (gc will retry): {exc}\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,308 @@
+"""Pods that really run: the fly flavor, the supervisor and the pod commands, as root."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from imagehelpers import manifest
+
+from rktcfg.image.build import build_aci
+
+BUSYBOX = Path("/bin/busybox")
+RKTCFG = str(Path(sys.executable).parent / "rktcfg")
+
+
+def busybox_rootfs(root: Path) -> Path:
+    (root / "bin").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "bin" / "busybox").write_bytes(BUSYBOX.read_bytes())
+    (root / "bin" / "busybox").chmod(0o755)
+    for applet in ("sh", "echo", "sleep", "cat", "true", "false", "ls", "id", "pwd", "env"):
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/:/bin/sh\n"
+    )
+    (root / "etc" / "group").write_text("root:x:0:\nuser:x:1000:\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    if not BUSYBOX.exists():
+        pytest.fail("/bin/busybox is missing: the Makefile installs busybox-static")
+    work = tmp_path_factory.mktemp("images")
+    rootfs = busybox_rootfs(work / "rootfs")
+    out: dict[str, Path] = {}
+    doc = manifest(name="example.com/busybox")
+    doc["app"] = {"exec": ["/bin/sh", "-c", "echo hello; echo oops >&2"], "user": "0", "group": "0"}
+    out["busybox"] = work / "busybox.aci"
+    build_aci(str(rootfs), str(out["busybox"]), doc)
+    bare = manifest(name="example.com/bare")
+    del bare["app"]
+    out["bare"] = work / "bare.aci"
+    build_aci(str(rootfs), str(out["bare"]), bare)
+    empty = manifest(name="example.com/empty")
+    empty["app"] = {"exec": [], "user": "0", "group": "0"}
+    out["empty"] = work / "empty.aci"
+    build_aci(str(rootfs), str(out["empty"]), empty)
+    return out
+
+
+@pytest.fixture
+def data(tmp_path: Path, images: dict[str, Path]) -> Iterator[str]:
+    directory = str(tmp_path / "data")
+    for aci in images.values():
+        rktcfg(directory, "fetch", str(aci))
+    yield directory
+    # Stop whatever a failed test left running, then collect it: no process or mount outlives it.
+    for pod in json.loads(rktcfg(directory, "list", "-o", "json").stdout):
+        if pod["state"] == "running":
+            rktcfg(directory, "stop", "--force", pod["uuid"], check=False)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        states = [p["state"] for p in json.loads(rktcfg(directory, "list", "-o", "json").stdout)]
+        if "running" not in states:
+            break
+        time.sleep(0.1)
+    rktcfg(directory, "gc", "--grace-period", "0", "--expire-prepared", "0", check=False)
+    assert mounts_below(directory) == []
+
+
+def rktcfg(
+    data: str, *args: str, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [RKTCFG, "--dir", data, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"rktcfg {' '.join(args)}: {result.returncode}\n{result.stderr}")
+    return result
+
+
+def mounts_below(path: str) -> list[str]:
+    real = os.path.realpath(path)
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        points = [line.split()[4] for line in handle]
+    return [p for p in points if p == real or p.startswith(real + "/")]
+
+
+def fly(data: str, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return rktcfg(data, "run", "--stage1", "fly", *args, check=check)
+
+
+@pytest.mark.parametrize("code", [0, 1, 42])
+def test_exit_codes_reach_run_and_status(data: str, code: int) -> None:
+    result = fly(
+        data,
+        "--name",
+        f"exit-{code}",
+        "example.com/busybox",
+        "--exec",
+        "/bin/sh",
+        "--",
+        "-c",
+        f"exit {code}",
+    )
+    assert result.returncode == code, result.stderr
+    status = json.loads(rktcfg(data, "status", f"exit-{code}", "-o", "json").stdout)
+    assert status["state"] == "exited" and status["exit_code"] == code
+    assert status["apps"][0]["exit_code"] == code
+    text = rktcfg(data, "status", f"exit-{code}").stdout
+    assert "state=exited" in text and f"app-busybox={code}" in text
+    assert mounts_below(data) == []  # the supervisor tore its mounts down
+
+
+def test_output_is_streamed_and_kept_in_logs(data: str) -> None:
+    result = fly(data, "--name", "talk", "example.com/busybox")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello\n" and "oops" in result.stderr
+    logs = rktcfg(data, "logs", "talk").stdout
+    assert "hello" in logs and "oops" in logs
+    assert rktcfg(data, "logs", "talk", "--tail", "1").stdout.count("\n") == 1
+
+
+def test_exec_rules(data: str) -> None:
+    result = fly(data, "example.com/bare")
+    assert result.returncode == 2 and "has no app section: give --exec=BINARY" in result.stderr
+    result = fly(data, "example.com/empty")
+    assert result.returncode == 2
+    assert 'image "example.com/empty:1.0" has an empty "exec" (try --exec=BINARY)' in result.stderr
+    result = fly(data, "example.com/bare", "--exec", "echo", "--", "found", "in", "PATH")
+    assert result.returncode == 0 and result.stdout == "found in PATH\n"
+    result = fly(data, "example.com/bare", "--exec", "/bin/nope")
+    assert result.returncode == 2 and "cannot find '/bin/nope'" in result.stderr
+    result = fly(data, "example.com/busybox", "---", "example.com/bare", "--exec", "/bin/true")
+    assert result.returncode == 2 and "exactly one app" in result.stderr
+
+
+def test_the_app_runs_chrooted_as_its_user(data: str) -> None:
+    script = "ls /; cat /etc/hosts; id -u; pwd; echo $AC_APP_NAME $container; echo PATH=$PATH"
+    result = fly(data, "example.com/bare", "--exec", "/bin/sh", "--", "-c", script)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    root_listing = lines[: lines.index("127.0.0.1\tlocalhost localhost.localdomain")]
+    assert set(root_listing) == {"bin", "dev", "etc", "proc", "sys", "tmp"}  # not the host's /
+    assert "0" in lines and "/" in lines and "bare rktcfg" in lines
+    assert "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" in lines
+    user = fly(
+        data,
+        "--set-env",
+        "GREETING=hi",
+        "example.com/bare",
+        "--exec",
+        "/bin/sh",
+        "--",
+        "-c",
+        "echo $GREETING; ls /dev/null /proc/self/status",
+    )
+    assert user.returncode == 0 and user.stdout.splitlines()[0] == "hi"
+
+
+def test_detached_stop_graceful_and_forced(data: str) -> None:
+    script = "trap 'echo got TERM; exit 7' TERM; echo up; while true; do sleep 0.1; done"
+    uuid = fly(
+        data, "-d", "example.com/bare", "--exec", "/bin/sh", "--", "-c", script, check=True
+    ).stdout.strip()
+    assert json.loads(rktcfg(data, "status", uuid, "-o", "json").stdout)["state"] == "running"
+    rktcfg(data, "stop", uuid)
+    rktcfg(data, "status", uuid, "--wait=20s")
+    status = json.loads(rktcfg(data, "status", uuid, "-o", "json").stdout)
+    assert status["state"] == "exited" and status["exit_code"] == 7
+    assert "got TERM" in rktcfg(data, "logs", uuid).stdout
+    rktcfg(data, "stop", uuid)  # idempotent
+
+    stubborn = "trap '' TERM; while true; do sleep 0.1; done"
+    uuid = fly(
+        data,
+        "-d",
+        "--grace",
+        "1s",
+        "example.com/bare",
+        "--exec",
+        "/bin/sh",
+        "--",
+        "-c",
+        stubborn,
+        check=True,
+    ).stdout.strip()
+    start = time.monotonic()
+    rktcfg(data, "stop", uuid)
+    rktcfg(data, "status", uuid, "--wait=20s")
+    assert time.monotonic() - start >= 0.9  # SIGKILL only after the grace period
+    assert json.loads(rktcfg(data, "status", uuid, "-o", "json").stdout)["exit_code"] == 137
+
+    uuid = fly(
+        data, "-d", "example.com/bare", "--exec", "/bin/sh", "--", "-c", stubborn, check=True
+    ).stdout.strip()
+    rktcfg(data, "stop", "--force", uuid)
+    rktcfg(data, "status", uuid, "--wait=20s")
+    assert json.loads(rktcfg(data, "status", uuid, "-o", "json").stdout)["state"] == "exited"
+
+
+def test_killed_supervisor_reads_as_exited_and_gc_cleans_up(data: str) -> None:
+    uuid = fly(
+        data, "-d", "example.com/bare", "--exec", "/bin/sleep", "--", "300", check=True
+    ).stdout.strip()
+    status = json.loads(rktcfg(data, "status", uuid, "-o", "json").stdout)
+    assert mounts_below(data)  # /dev, /proc, /sys, /tmp of the app
+    os.kill(status["pid"], signal.SIGKILL)
+    rktcfg(data, "status", uuid, "--wait=10s")
+    listed = json.loads(rktcfg(data, "list", "-o", "json").stdout)
+    assert [p["state"] for p in listed if p["uuid"] == uuid] == ["exited"]
+    time.sleep(0.3)  # the app got SIGKILL when its supervisor died
+    assert subprocess.run(["pgrep", "-f", "/bin/sleep 300"], capture_output=True).stdout == b""
+    result = rktcfg(data, "rm", uuid)
+    assert uuid in result.stdout
+    assert mounts_below(data) == []
+
+
+def test_gc_after_hand_unmounts_and_lost_files(data: str) -> None:
+    uuids = [
+        fly(
+            data, "-d", "example.com/bare", "--exec", "/bin/sleep", "--", "300", check=True
+        ).stdout.strip()
+        for _ in range(2)
+    ]
+    pids = [json.loads(rktcfg(data, "status", u, "-o", "json").stdout)["pid"] for u in uuids]
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    for uuid in uuids:
+        rktcfg(data, "status", uuid, "--wait=10s")
+    first = [m for m in mounts_below(data) if uuids[0] in m]
+    subprocess.run(["umount", "-l", first[-1]], check=True)  # an admin unmounted one by hand
+    pod_dir = Path(data) / "pods" / "run" / uuids[1]
+    for name in ("stage1.json", "started", "pid"):
+        (pod_dir / name).unlink()  # and files of the other pod went missing
+    result = rktcfg(data, "gc", "--grace-period", "0")
+    assert sorted(
+        line.split()[-1]
+        for line in result.stdout.splitlines()
+        if line.startswith("garbage collected")
+    ) == sorted(uuids)
+    assert mounts_below(data) == []
+    assert json.loads(rktcfg(data, "list", "-o", "json").stdout) == []
+
+
+def test_gc_grace_period_and_mark_only(data: str) -> None:
+    uuid = (
+        fly(data, "--name", "old", "example.com/busybox").stdout
+        and rktcfg(data, "status", "old", "-o", "json").stdout
+    )
+    pod = json.loads(uuid)["uuid"]
+    result = rktcfg(data, "gc", "--mark-only")
+    assert f"moving pod {pod} to garbage" in result.stdout
+    result = rktcfg(data, "gc")  # 30 minutes of grace by default
+    assert "still within the grace period" in result.stdout
+    result = rktcfg(data, "gc", "--grace-period", "0")
+    assert f"garbage collected pod {pod}" in result.stdout
+
+
+def test_rm_refuses_a_running_pod(data: str) -> None:
+    uuid = fly(
+        data, "-d", "example.com/bare", "--exec", "/bin/sleep", "--", "300", check=True
+    ).stdout.strip()
+    result = rktcfg(data, "rm", uuid, check=False)
+    assert result.returncode == 2 and "is running: stop it first" in result.stderr
+    rktcfg(data, "stop", "--force", uuid)
+
+
+def test_prepare_then_run_prepared(data: str) -> None:
+    uuid = rktcfg(data, "prepare", "--stage1", "fly", "example.com/busybox").stdout.strip()
+    assert json.loads(rktcfg(data, "status", uuid, "-o", "json").stdout)["state"] == "prepared"
+    manifest_doc = json.loads(rktcfg(data, "cat-manifest", uuid).stdout)
+    assert manifest_doc["acKind"] == "PodManifest" and manifest_doc["apps"][0]["name"] == "busybox"
+    result = rktcfg(data, "run-prepared", uuid, check=False)
+    assert result.returncode == 0 and result.stdout == "hello\n"
+    result = rktcfg(data, "run-prepared", uuid, check=False)
+    assert result.returncode == 2 and "not prepared" in result.stderr
+
+
+def test_restart_on_failure_backs_off_and_counts(data: str) -> None:
+    uuid = fly(
+        data,
+        "-d",
+        "--restart",
+        "on-failure",
+        "example.com/bare",
+        "--exec",
+        "/bin/sh",
+        "--",
+        "-c",
+        "echo crash; exit 3",
+        check=True,
+    ).stdout.strip()
+    time.sleep(4.5)  # crashes at 0 s, restarts after 1 s, then 2 s: at least 2 restarts
+    status = json.loads(rktcfg(data, "status", uuid, "-o", "json").stdout)
+    restarts = status["apps"][0]["restarts"]
+    assert status["state"] == "running" and 2 <= restarts <= 3
+    rktcfg(data, "stop", uuid)
+    rktcfg(data, "status", uuid, "--wait=20s")
+    assert rktcfg(data, "logs", uuid).stdout.count("crash") == restarts + 1
