@@ -68,12 +68,17 @@ demo: venv
 	$(DEMO) image extract --overwrite --rootfs-only example.com/busybox $(DEMO_DIR)/rootfs
 	@if [ "$$(id -u)" = 0 ]; then \
 		chroot $(DEMO_DIR)/rootfs /bin/busybox echo "hello from the example.com/busybox rootfs"; \
-	else echo "(not root: not chrooting into $(DEMO_DIR)/rootfs)"; fi
+		$(DEMO) run --stage1 fly --name demo-$$$$ example.com/busybox --exec /bin/echo -- \
+			"hello from a fly pod"; \
+		$(DEMO) list; \
+		$(DEMO) gc --grace-period 0; \
+	else echo "(not root: the fly flavor needs root; not running a pod)"; fi
 
 bench: venv
 	$(PY) bench/cli_start.py
 	$(PY) bench/image_list.py
 	$(PY) bench/image_import.py
+	$(PY) bench/pod_start.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

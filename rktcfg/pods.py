@@ -24,6 +24,8 @@ from rktcfg.store.pods import LockedPod, Pod, PodState, PodStore
 
 APP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 FLAVORS_AVAILABLE = ("fly",)
+#: Flavors the library accepts: the available ones, and the test flavor (never the CLI's).
+LIBRARY_FLAVORS = (*FLAVORS_AVAILABLE, "fake")
 RESTART_POLICIES = ("never", "on-failure", "always")
 
 
@@ -140,7 +142,7 @@ class Pods:
     def _prepare(self, images: list[ImageArg], opts: PodOptions) -> LockedPod:
         if not images:
             raise InputError("a pod needs at least one image")
-        if opts.flavor not in FLAVORS_AVAILABLE:
+        if opts.flavor not in LIBRARY_FLAVORS:
             raise InputError(
                 f"--stage1 {opts.flavor}: not available yet (available: "
                 f"{', '.join(FLAVORS_AVAILABLE)})"

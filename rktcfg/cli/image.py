@@ -514,7 +514,10 @@ def _gc(args: argparse.Namespace, ctx: Context) -> int:
         grace = parse_duration(args.grace_period)
     except ValueError as exc:
         raise UsageError(f"--grace-period: {exc}") from None
-    in_use: set[str] = set()  # images and trees of pods; there is no pod store yet
+    from rktcfg.pods import Pods
+
+    # Images (and their trees) that prepared, running or exited pods use are never removed.
+    in_use = Pods(ctx.data_dir()).in_use_images()
     with ctx.image_store() as store:
         removed, orphans = store.gc(grace_ns=grace, in_use=in_use)
         trees = TreeStore(ctx.data_dir(), store)

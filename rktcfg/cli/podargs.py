@@ -128,7 +128,11 @@ def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
         grace = parse_duration(args.grace) / 1e9
     except ValueError as exc:
         raise UsageError(f"--grace: {exc}") from None
+    from rktcfg.version import FLAVORS
+
     flavor = args.stage1 or ctx.effective().document["stage1"]["default-flavor"]
+    if flavor not in FLAVORS:
+        raise UsageError(f"--stage1 {flavor}: unknown flavor (choose from {', '.join(FLAVORS)})")
     insecure = frozenset(o.strip() for o in args.insecure_options.split(",") if o.strip())
     return PodOptions(
         flavor=flavor,

@@ -15,8 +15,6 @@ import json
 import os
 import signal
 
-from rktcfg.stage1 import linux
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Protocol
@@ -118,6 +116,30 @@ def recorded_mounts(pod_dir: str) -> list[str]:
         return []
 
 
+def in_child(work: Any) -> None:
+    """Run ``work()`` in a forked child and wait for it; raise RuntimeError with its message
+    if it fails. The supervisor does its mounts this way, so the kernel-call code (ctypes)
+    and its memory never stay in the long-lived supervisor."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            work()
+        except BaseException as exc:
+            os.write(write_end, str(exc).encode()[:4000] or type(exc).__name__.encode())
+            os._exit(1)
+        os._exit(0)
+    os.close(write_end)
+    message = b""
+    while chunk := os.read(read_end, 4096):
+        message += chunk
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(message.decode(errors="replace") or "failed")
+
+
 def read_stage1(pod_dir: str) -> dict[str, Any]:
     with open(os.path.join(pod_dir, STAGE1_FILE), encoding="utf-8") as handle:
         data: dict[str, Any] = json.load(handle)
@@ -151,6 +173,11 @@ def spawn_process(
     if pid != 0:
         return pid
     try:  # the child: only async-signal-safe-ish work, then exec
+        # Imported in the child (before the chroot hides the package): the supervisor itself
+        # stays free of ctypes.
+        from rktcfg.stage1 import linux
+
+        linux.load()
         for target, fd in enumerate(stdio):
             os.dup2(fd, target)
         _close_except(keep_fds)

@@ -23,7 +23,7 @@ import signal
 import sys
 import time
 
-from rktcfg.stage1.base import AppSpec, get_flavor, read_stage1
+from rktcfg.stage1.base import AppSpec, get_flavor, in_child, read_stage1
 from rktcfg.stage1.logs import RotatingLog
 
 BACKOFF_START = 1.0
@@ -252,12 +252,14 @@ def main(argv: list[str]) -> int:
     try:
         supervisor = Supervisor(pod_dir)
         supervisor.flavor.check([a.spec for a in supervisor.apps])
-        supervisor.flavor.setup(pod_dir, [a.spec for a in supervisor.apps])
+        specs = [a.spec for a in supervisor.apps]
+        in_child(lambda: supervisor.flavor.setup(pod_dir, specs))
     except Exception as exc:
         _touch(os.path.join(pod_dir, "start-error"), f"{exc}\n")
         sys.stderr.write(f"rktcfg supervisor: cannot start the pod: {exc}\n")
         with contextlib.suppress(Exception):
-            get_flavor(read_stage1(pod_dir)["flavor"]).teardown(pod_dir)
+            flavor = get_flavor(read_stage1(pod_dir)["flavor"])
+            in_child(lambda: flavor.teardown(pod_dir))
         return 1
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, supervisor.request_stop)
@@ -265,7 +267,7 @@ def main(argv: list[str]) -> int:
         code = supervisor.run()
     finally:
         try:
-            supervisor.flavor.teardown(pod_dir)
+            in_child(lambda: supervisor.flavor.teardown(pod_dir))
         except Exception as exc:
             sys.stderr.write(f"rktcfg supervisor: teardown failed (gc will retry): {exc}\n")
     return code

@@ -20,8 +20,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
-from dataclasses import dataclass
 
 from rktcfg.errors import RuntimeFailure
 
@@ -110,6 +108,11 @@ def _lib() -> ctypes.CDLL:
     return _libc
 
 
+def load() -> None:
+    """Open libc now (before a chroot takes it out of reach)."""
+    _lib()
+
+
 def _encode(path: str | None) -> bytes | None:
     return None if path is None else os.fsencode(path)
 
@@ -194,7 +197,7 @@ def setns(fd: int, nstype: int = 0) -> None:
 def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2): make ``new_root`` (a mount point) the root and move the old root to
     ``put_old`` (under ``new_root``). The caller then chdirs to "/" and unmounts put_old."""
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()
     number = _SYS_PIVOT_ROOT.get(machine)
     if number is None:
         raise RuntimeFailure(f"pivot_root {new_root}: no syscall number known for {machine}")
@@ -273,13 +276,13 @@ def overlay_supported() -> bool:
         return False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class MountInfo:
     """One line of /proc/<pid>/mountinfo (proc(5)), paths unescaped.
 
     ``propagation`` holds the optional fields (``shared:12``, ``master:3``,
     ``propagate_from:2``, ``unbindable``); empty means private. ``options`` are the per-mount
-    options (``rw``, ``nosuid``, ...), not the superblock ones.
+    options (``rw``, ``nosuid``, ...), not the superblock ones. A frozen value (a plain class,
+    not a dataclass: the supervisor imports this module, and dataclasses costs it 2 MB).
     """
 
     mount_id: int
@@ -288,8 +291,59 @@ class MountInfo:
     root: str
     fstype: str
     source: str
-    propagation: tuple[str, ...] = ()
-    options: tuple[str, ...] = ()
+    propagation: tuple[str, ...]
+    options: tuple[str, ...]
+
+    __slots__ = (
+        "fstype",
+        "mount_id",
+        "mount_point",
+        "options",
+        "parent_id",
+        "propagation",
+        "root",
+        "source",
+    )
+
+    def __init__(
+        self,
+        *,
+        mount_id: int,
+        parent_id: int,
+        mount_point: str,
+        root: str,
+        fstype: str,
+        source: str,
+        propagation: tuple[str, ...] = (),
+        options: tuple[str, ...] = (),
+    ) -> None:
+        for name, value in (
+            ("mount_id", mount_id),
+            ("parent_id", parent_id),
+            ("mount_point", mount_point),
+            ("root", root),
+            ("fstype", fstype),
+            ("source", source),
+            ("propagation", tuple(propagation)),
+            ("options", tuple(options)),
+        ):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"MountInfo is frozen: cannot set {name}")
+
+    def _key(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MountInfo) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"MountInfo({fields})"
 
     @property
     def shared(self) -> bool:
