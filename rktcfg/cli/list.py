@@ -57,5 +57,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 ]
             )
     headers = ["UUID", "NAME", "APP", "IMAGE", "STATE", "CREATED", "STARTED", "NETWORKS"]
+    if args.output == "text" and ctx.out.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        rich_table = Table(*headers, show_header=not args.no_legend, box=None)
+        for row in rows:
+            rich_table.add_row(*row)
+        Console(file=ctx.out).print(rich_table)
+        return 0
     emit(ctx, statuses, lambda: table(headers, rows, legend=not args.no_legend))
     return 0

@@ -36,6 +36,10 @@ def configure_pod_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--insecure-options", default="none", metavar="OPTS")
     parser.add_argument(
+        "--log-max-size", default="10Mi", metavar="SIZE", help="rotate app logs at (10Mi)"
+    )
+    parser.add_argument("--log-keep", type=int, default=3, metavar="N", help="log files kept (3)")
+    parser.add_argument(
         "images", nargs=_argparse.REMAINDER, metavar="IMAGE [--exec PATH] [-- ARGS] [--- IMAGE ...]"
     )
 
@@ -128,8 +132,15 @@ def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
         grace = parse_duration(args.grace) / 1e9
     except ValueError as exc:
         raise UsageError(f"--grace: {exc}") from None
+    from rktcfg.isolators.quantity import QuantityError, parse_memory_bytes
     from rktcfg.version import FLAVORS
 
+    try:
+        log_max = parse_memory_bytes(args.log_max_size)
+    except QuantityError as exc:
+        raise UsageError(f"--log-max-size: {exc} (got {args.log_max_size!r})") from None
+    if args.log_keep < 1:
+        raise UsageError("--log-keep must be at least 1")
     flavor = args.stage1 or ctx.effective().document["stage1"]["default-flavor"]
     if flavor not in FLAVORS:
         raise UsageError(f"--stage1 {flavor}: unknown flavor (choose from {', '.join(FLAVORS)})")
@@ -143,4 +154,6 @@ def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
         restart=args.restart,
         grace_seconds=grace,
         fetch=FetchOptions(policy="new", insecure=insecure - {"none"}),
+        log_max_bytes=log_max,
+        log_keep=args.log_keep,
     )

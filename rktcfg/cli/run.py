@@ -25,17 +25,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.add_argument("-d", "--detach", action="store_true", help="print the UUID and return")
     parser.add_argument(
-        "--interactive",
-        action="store_true",
-        help="accepted for rkt compatibility; stdin is /dev/null",
+        "--interactive", action="store_true", help="give the app this terminal's stdin"
     )
     configure_pod_flags(parser)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from rktcfg.cli.podargs import parse_images, pod_options
+    from rktcfg.errors import UsageError
     from rktcfg.pods import Pods
 
+    if args.interactive:
+        raise UsageError("--interactive is not supported yet (apps get /dev/null as stdin)")
     images = parse_images(args.images)
     pods = Pods(ctx.data_dir())
     pod = pods.run(images, pod_options(args, ctx))

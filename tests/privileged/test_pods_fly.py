@@ -306,3 +306,154 @@ def test_restart_on_failure_backs_off_and_counts(data: str) -> None:
     rktcfg(data, "stop", uuid)
     rktcfg(data, "status", uuid, "--wait=20s")
     assert rktcfg(data, "logs", uuid).stdout.count("crash") == restarts + 1
+
+
+def test_volumes_are_bound_and_read_only_holds(data: str, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "in").write_text("from the host\n")
+    result = fly(
+        data,
+        "--volume",
+        f"site,kind=host,source={shared}",
+        "--mount",
+        "volume=site,target=/srv",
+        "example.com/bare",
+        "--exec",
+        "/bin/sh",
+        "--",
+        "-c",
+        "cat /srv/in; echo from the pod > /srv/out",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "from the host\n"
+    assert (shared / "out").read_text() == "from the pod\n"
+    result = fly(
+        data,
+        "--volume",
+        f"site,kind=host,source={shared},readOnly=true",
+        "--mount",
+        "volume=site,target=/srv",
+        "example.com/bare",
+        "--exec",
+        "/bin/sh",
+        "--",
+        "-c",
+        "echo no > /srv/out2",
+    )
+    assert result.returncode != 0 and not (shared / "out2").exists()
+    result = fly(
+        data, "--mount", "volume=nope,target=/x", "example.com/bare", "--exec", "/bin/true"
+    )
+    assert result.returncode == 2 and "no such --volume" in result.stderr
+    assert mounts_below(data) == []
+
+
+def test_event_handlers_run_around_the_app(
+    data: str, images: dict[str, Path], tmp_path: Path
+) -> None:
+    rootfs = busybox_rootfs(tmp_path / "rootfs")
+    doc = manifest(name="example.com/hooks")
+    doc["app"] = {
+        "exec": ["/bin/echo", "app"],
+        "user": "0",
+        "group": "0",
+        "eventHandlers": [
+            {"name": "pre-start", "exec": ["/bin/echo", "before"]},
+            {"name": "post-stop", "exec": ["/bin/echo", "after"]},
+        ],
+    }
+    build_aci(str(rootfs), str(tmp_path / "hooks.aci"), doc)
+    rktcfg(data, "fetch", str(tmp_path / "hooks.aci"))
+    result = fly(data, "--name", "hooks", "example.com/hooks")
+    assert result.returncode == 0, result.stderr
+    assert rktcfg(data, "logs", "hooks").stdout.split() == ["before", "app", "after"]
+
+
+def test_attached_run_forwards_sigterm(data: str) -> None:
+    script = "trap 'echo bye; exit 5' TERM; echo ready; while true; do sleep 0.1; done"
+    proc = subprocess.Popen(
+        [
+            RKTCFG,
+            "--dir",
+            data,
+            "run",
+            "--stage1",
+            "fly",
+            "example.com/bare",
+            "--exec",
+            "/bin/sh",
+            "--",
+            "-c",
+            script,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 5 and "bye" in out
+
+
+def test_log_rotation_is_configurable(data: str) -> None:
+    result = fly(
+        data,
+        "--name",
+        "chatty",
+        "--log-max-size",
+        "4Ki",
+        "--log-keep",
+        "2",
+        "example.com/bare",
+        "--exec",
+        "/bin/sh",
+        "--",
+        "-c",
+        "i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); done",
+    )
+    assert result.returncode == 0
+    status = json.loads(rktcfg(data, "status", "chatty", "-o", "json").stdout)
+    app_dir = Path(data) / "pods" / "run" / status["uuid"] / "apps" / "bare"
+    logs = sorted(p.name for p in app_dir.glob("stdout.log*"))
+    assert logs == ["stdout.log", "stdout.log.1"]
+    assert all(p.stat().st_size <= 4096 for p in app_dir.glob("stdout.log*"))
+    kept = rktcfg(data, "logs", "chatty").stdout.split()
+    assert kept[-1] == "line-399" and "line-0" not in kept  # the oldest rotated away
+    assert fly(data, "--log-keep", "0", "example.com/bare", "--exec", "/bin/true").returncode == 2
+
+
+def test_list_draws_a_table_on_a_terminal(data: str) -> None:
+    import pty
+
+    fly(data, "--name", "shown", "example.com/busybox")
+    primary, secondary = pty.openpty()
+    subprocess.run([RKTCFG, "--dir", data, "list"], stdout=secondary, check=True, timeout=30)
+    os.close(secondary)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(primary)
+    assert b"UUID" in drawn and b"shown" in drawn and b"exited" in drawn
+    plain = rktcfg(data, "list").stdout
+    assert plain.split("\n")[0].split() == [
+        "UUID",
+        "NAME",
+        "APP",
+        "IMAGE",
+        "STATE",
+        "CREATED",
+        "STARTED",
+        "NETWORKS",
+    ]
