@@ -64,6 +64,7 @@ class PodOptions:
     log_max_bytes: int = 10 << 20
     log_keep: int = 3
     fetch: Any = None  # FetchOptions for images not in the store
+    interactive: bool = False  # the app's stdin is the caller's (run only)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -299,6 +300,7 @@ class Pods:
                 "restart": opts.restart,
                 "grace_seconds": opts.grace_seconds,
                 "logs": {"max_bytes": opts.log_max_bytes, "keep": opts.log_keep},
+                "interactive": opts.interactive,
                 "apps": apps,
             },
         )
@@ -313,16 +315,16 @@ class Pods:
         """Prepare and start a pod; returns once its apps started (or raises why not)."""
         pod = self._prepare(images, opts)
         pod.to_run()
-        return self._start(pod)
+        return self._start(pod, stdin_fd=0 if opts.interactive else None)
 
     def run_prepared(self, ref: str) -> Pod:
         return self._start(self.store.run_prepared(self.store.get(ref)))
 
-    def _start(self, pod: LockedPod) -> Pod:
+    def _start(self, pod: LockedPod, *, stdin_fd: int | None = None) -> Pod:
         from rktcfg.stage1.launch import launch_supervisor, wait_started
 
         try:
-            launch_supervisor(pod.path, pod.fd)
+            launch_supervisor(pod.path, pod.fd, stdin_fd=stdin_fd)
         finally:
             pod.release()  # the supervisor holds the lock now
         found = self.store.get(pod.uuid)

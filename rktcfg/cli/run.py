@@ -31,15 +31,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    import dataclasses
+
     from rktcfg.cli.podargs import parse_images, pod_options
     from rktcfg.errors import UsageError
     from rktcfg.pods import Pods
 
-    if args.interactive:
-        raise UsageError("--interactive is not supported yet (apps get /dev/null as stdin)")
     images = parse_images(args.images)
+    options = pod_options(args, ctx)
+    if args.interactive:
+        if args.detach or len(images) != 1:
+            raise UsageError("--interactive needs one image and an attached run (no --detach)")
+        options = dataclasses.replace(options, interactive=True)
     pods = Pods(ctx.data_dir())
-    pod = pods.run(images, pod_options(args, ctx))
+    pod = pods.run(images, options)
     if args.detach:
         ctx.out.write(pod.uuid + "\n")
         return 0

@@ -141,7 +141,9 @@ class Supervisor:
                 return
         read_out, write_out = os.pipe()
         read_err, write_err = os.pipe()
-        stdin = os.open(os.devnull, os.O_RDONLY)
+        # An interactive app reads what the attached `rktcfg run` was given (our stdin).
+        interactive = self.stage1.get("interactive")
+        stdin = os.dup(0) if interactive else os.open(os.devnull, os.O_RDONLY)
         app.pid = self.flavor.spawn(
             self.pod_dir, app.spec, app.spec.exec, (stdin, write_out, write_err)
         )

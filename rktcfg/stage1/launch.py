@@ -14,8 +14,10 @@ import time
 SUPERVISOR_LOG = "supervisor.log"
 
 
-def launch_supervisor(pod_dir: str, lock_fd: int) -> None:
-    """Start ``python -I -m rktcfg.stage1.init POD_DIR LOCK_FD``; return once it is detached."""
+def launch_supervisor(pod_dir: str, lock_fd: int, *, stdin_fd: int | None = None) -> None:
+    """Start ``python -I -m rktcfg.stage1.init POD_DIR LOCK_FD``; return once it is detached.
+    With ``stdin_fd`` the supervisor's stdin is that fd (for an interactive app), else
+    /dev/null."""
     log = os.open(
         os.path.join(pod_dir, SUPERVISOR_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640
     )
@@ -27,7 +29,7 @@ def launch_supervisor(pod_dir: str, lock_fd: int) -> None:
             os.setsid()
             if os.fork() != 0:
                 os._exit(0)
-            os.dup2(devnull, 0)
+            os.dup2(devnull if stdin_fd is None else stdin_fd, 0)
             os.dup2(log, 1)
             os.dup2(log, 2)
             os.set_inheritable(lock_fd, True)

@@ -457,3 +457,30 @@ def test_list_draws_a_table_on_a_terminal(data: str) -> None:
         "STARTED",
         "NETWORKS",
     ]
+
+
+def test_interactive_gives_the_app_our_stdin(data: str) -> None:
+    result = subprocess.run(
+        [
+            RKTCFG,
+            "--dir",
+            data,
+            "run",
+            "--interactive",
+            "--stage1",
+            "fly",
+            "example.com/bare",
+            "--exec",
+            "/bin/cat",
+        ],
+        input="typed in\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "typed in\n"
+    assert (
+        fly(data, "-d", "--interactive", "example.com/bare", "--exec", "/bin/cat").returncode == 2
+    )
