@@ -441,7 +441,16 @@ class Pods:
         manifest goes last, so an interrupted delete can be retried by gc."""
         from rktcfg.stage1 import linux
 
-        linux.unmount_below(locked.path)
+        for attempt in range(20):
+            try:
+                linux.unmount_below(locked.path)
+                break
+            except RuntimeFailure:
+                # processes killed a moment ago may still hold the mounts while they exit
+                if attempt == 19:
+                    locked.release()
+                    raise
+                time.sleep(0.1)
         for name in os.listdir(locked.path):
             if name != "pod":
                 path = os.path.join(locked.path, name)
@@ -456,7 +465,13 @@ class Pods:
     ) -> dict[str, list[str]]:
         """rkt's gc: mark exited pods, collect aborted prepares, expire old prepared pods, and
         delete marked pods whose grace period has passed."""
-        done: dict[str, list[str]] = {"marked": [], "garbage": [], "deleted": [], "kept": []}
+        done: dict[str, list[str]] = {
+            "marked": [],
+            "garbage": [],
+            "deleted": [],
+            "kept": [],
+            "failed": [],
+        }
         now = time.time_ns()
         for pod in self.store.pods(("run", "prepare", "prepared")):
             state = pod.state()
@@ -482,7 +497,11 @@ class Pods:
             locked = self.store.lock(pod)
             if locked is None:
                 continue
-            self._delete(locked)
+            try:
+                self._delete(locked)
+            except RuntimeFailure as exc:  # the next gc retries; the others go on
+                done["failed"].append(f"{pod.uuid}: {exc.message}")
+                continue
             done["deleted"].append(pod.uuid)
         return done
 

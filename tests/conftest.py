@@ -36,6 +36,33 @@ def privilege_outcome(reason: str | None, ci: bool) -> str:
     return "fail" if ci else "skip"
 
 
+def _unmount_test_leftovers() -> None:
+    """Unmount anything left mounted below pytest's temporary directories.
+
+    A fly pod bind-mounts the host's /dev, /proc and /sys into its rootfs. If a failed test
+    left one mounted, pytest's own removal of old temporary directories would recurse into
+    those binds, so every session makes sure nothing is mounted below them, first and last.
+    """
+    if os.geteuid() != 0 or not os.path.exists("/proc/self/mountinfo"):
+        return
+    import getpass
+    import tempfile
+
+    from rktcfg.stage1 import linux
+
+    base = Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
+    if linux.mounts_below(str(base)):
+        linux.unmount_below(str(base))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _unmount_test_leftovers()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _unmount_test_leftovers()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts

@@ -44,4 +44,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return "".join(line + "\n" for line in lines)
 
     emit(ctx, done, text)
-    return 0
+    for failure in done["failed"]:
+        ctx.err.write(f"rktcfg: error: cannot collect pod {failure}\n")
+    return 1 if done["failed"] else 0
