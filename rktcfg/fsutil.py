@@ -41,3 +41,18 @@ class AtomicFile:
                 os.unlink(self.tmp)
             except OSError:
                 pass
+
+
+def flock_fd(fd: int, *, blocking: bool) -> bool:
+    """Take an exclusive flock on ``fd``: True when taken, False when another open file
+    description holds it and ``blocking`` is False. On any other error ``fd`` is closed."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except BaseException:
+        os.close(fd)
+        raise
+    return True

@@ -491,7 +491,8 @@ class Pods:
         if mark_only:
             return done
         for pod in self.store.pods(("exited-garbage", "garbage")):
-            if pod.phase == "exited-garbage" and now - pod.marked() < grace_ns:
+            # the time now, not at the start: a pod marked above has a later ctime than that
+            if pod.phase == "exited-garbage" and time.time_ns() - pod.marked() < grace_ns:
                 done["kept"].append(pod.uuid)
                 continue
             locked = self.store.lock(pod)

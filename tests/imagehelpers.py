@@ -37,3 +37,18 @@ def make_rootfs(root: Path, payload: bytes = b"hello\n") -> Path:
     os.link(root / "etc" / "motd", root / "etc" / "motd.link")
     (root / "etc" / "localtime").symlink_to("/usr/share/zoneinfo/UTC")
     return root
+
+
+def read_all(fd: int) -> bytes:
+    """Everything readable from a pseudo-terminal's primary side until its other side closes."""
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO once the secondary side is closed
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(fd)
+    return drawn

@@ -262,15 +262,12 @@ class PodStore:
 
     @staticmethod
     def _lock(path: str, *, blocking: bool) -> int | None:
+        from rktcfg.fsutil import flock_fd
+
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not flock_fd(fd, blocking=blocking):
             os.close(fd)
             return None
-        except BaseException:
-            os.close(fd)
-            raise
         return fd
 
     def lock(self, pod: Pod, *, blocking: bool = False) -> LockedPod | None:

@@ -39,7 +39,6 @@ is 0755 and everything below ``trees/`` belongs to the user who rendered it.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -50,6 +49,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from rktcfg.errors import NotFoundError, RktcfgError, StoreError
+from rktcfg.fsutil import flock_fd
 from rktcfg.image import aci, tarsafe
 from rktcfg.image.deps import Fetch, render_order, resolve_dependencies
 from rktcfg.names import IMAGE_ID
@@ -274,14 +274,9 @@ def _lock_file(path: str, *, blocking: bool) -> int | None:
     their holder: a lock taken on a file that is no longer at ``path`` is retried."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not flock_fd(fd, blocking=blocking):
             os.close(fd)
             return None
-        except BaseException:
-            os.close(fd)
-            raise
         if _same_file(fd, path):
             return fd
         os.close(fd)
@@ -294,14 +289,9 @@ def _lock_dir(path: str, *, blocking: bool) -> int | None:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not flock_fd(fd, blocking=blocking):
         os.close(fd)
         return None
-    except BaseException:
-        os.close(fd)
-        raise
     if _same_file(fd, path):
         return fd
     os.close(fd)

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from imagehelpers import make_rootfs, manifest
+from imagehelpers import make_rootfs, manifest, read_all
 
 from rktcfg.errors import ImageError, InputError, NotFoundError, RuntimeFailure
 from rktcfg.image import discovery
@@ -350,16 +350,7 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path, server: Server) -> None
         timeout=60,
     )
     os.close(secondary)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(primary, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    os.close(primary)
+    drawn = read_all(primary)
     assert shown.returncode == 0, drawn
     assert shown.stdout.decode().strip() == _id(body)  # the ID on stdout, the bar on the tty
     assert b"h.aci" in drawn and b"\x1b[" in drawn

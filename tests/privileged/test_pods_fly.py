@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from imagehelpers import manifest
+from imagehelpers import manifest, read_all
 
 from rktcfg.image.build import build_aci
 
@@ -78,7 +78,7 @@ def data(tmp_path: Path, images: dict[str, Path]) -> Iterator[str]:
         from rktcfg.stage1 import linux
 
         linux.unmount_below(directory)
-    assert left == [], gc.stderr
+    assert left == [], (gc.stdout, gc.stderr, rktcfg(directory, "list", "-o", "json").stdout)
 
 
 def rktcfg(
@@ -440,16 +440,7 @@ def test_list_draws_a_table_on_a_terminal(data: str) -> None:
     primary, secondary = pty.openpty()
     subprocess.run([RKTCFG, "--dir", data, "list"], stdout=secondary, check=True, timeout=30)
     os.close(secondary)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(primary, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    os.close(primary)
+    drawn = read_all(primary)
     assert b"UUID" in drawn and b"shown" in drawn and b"exited" in drawn
     plain = rktcfg(data, "list").stdout
     assert plain.split("\n")[0].split() == [
