@@ -7,6 +7,7 @@ prints; everything that decides or changes anything is here, on top of the pod s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,10 +24,14 @@ from rktcfg.store.images import ImageStore
 from rktcfg.store.pods import LockedPod, Pod, PodState, PodStore
 
 APP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-FLAVORS_AVAILABLE = ("fly",)
+FLAVORS_AVAILABLE = ("fly", "default")
+NETS = ("none", "host")
+#: The size of a pod's user namespace (--private-users): ids 0..65535 of the pod.
+USERNS_SIZE = 65536
 #: Flavors the library accepts: the available ones, and the test flavor (never the CLI's).
 LIBRARY_FLAVORS = (*FLAVORS_AVAILABLE, "fake")
 RESTART_POLICIES = ("never", "on-failure", "always")
+DEFAULT_CGROUPS_FILE = "cgroups.json"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,14 +41,23 @@ class ImageArg:
     ref: str
     exec: str | None = None
     args: tuple[str, ...] = ()
+    #: appc isolator dicts from the command line (--cpu, --memory, --caps-*): the top layer
+    cli_isolators: tuple[dict[str, Any], ...] = ()
+    #: appc isolator dicts from a pod file: above the image's, below the command line's
+    pod_isolators: tuple[dict[str, Any], ...] = ()
+    read_only_rootfs: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Volume:
     name: str
-    source: str
+    source: str = ""  # host volumes only
+    kind: str = "host"  # host | empty
     read_only: bool = False
-    recursive: bool = False
+    recursive: bool | None = None  # None: the flavor's default (fly: no, default: yes)
+    mode: int = 0o755  # empty volumes
+    uid: int = 0
+    gid: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +79,15 @@ class PodOptions:
     log_keep: int = 3
     fetch: Any = None  # FetchOptions for images not in the store
     interactive: bool = False  # the app's stdin is the caller's (run only)
+    # the default flavor
+    hostname: str | None = None
+    net: str = "none"  # none (loopback only) | host
+    private_users: bool = False
+    no_overlay: bool = False
+    strict_isolators: bool = False
+    cgroup_parent: str | None = None
+    #: isolators.d: cpu_millis, memory_bytes, pids (None: unlimited)
+    isolator_defaults: dict[str, int | None] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -127,6 +150,152 @@ def _app_name(manifest: ImageManifest, taken: set[str]) -> str:
     return name
 
 
+#: What a root app of the default flavor gets unless its image sets it (appc leaves it open).
+ROOT_ENV = {"HOME": "/root", "USER": "root", "LOGNAME": "root", "SHELL": "/bin/sh"}
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return int(handle.read().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _overlay_usable() -> bool:
+    from rktcfg.stage1.linux import overlay_supported
+
+    return overlay_supported()
+
+
+def _copy_tree(tree: str, rootfs: str) -> None:
+    copied = subprocess.run(
+        ["cp", "-a", "--", tree, rootfs], capture_output=True, text=True, check=False
+    )
+    if copied.returncode != 0:
+        raise RuntimeFailure(f"cannot copy the image tree: {copied.stderr.strip()}")
+
+
+def _shift_ownership(rootfs: str, base: int) -> None:
+    """Add ``base`` to the owner and group of everything in ``rootfs`` (a private copy), for a
+    pod whose root is host uid ``base``. chown clears setuid and setgid bits: they are put back."""
+
+    def shift(path: str) -> None:
+        st = os.lstat(path)
+        os.lchown(path, st.st_uid + base, st.st_gid + base)
+        if not os.path.islink(path) and st.st_mode & 0o6000:
+            os.chmod(path, st.st_mode & 0o7777)
+
+    shift(rootfs)
+    for top, dirs, files in os.walk(rootfs):
+        for entry in dirs + files:
+            shift(os.path.join(top, entry))
+
+
+def _app_volumes(
+    app: Any, opts: PodOptions, volumes: dict[str, Volume], *, default: bool
+) -> list[dict[str, Any]]:
+    """The volumes one app mounts: --mount pairs first, then the image's mount points that a
+    volume of the same name satisfies."""
+
+    def entry(volume: Volume, target: str, read_only: bool) -> dict[str, Any]:
+        recursive = volume.recursive if volume.recursive is not None else default
+        return {
+            "name": volume.name,
+            "kind": volume.kind,
+            "source": volume.source,
+            "target": target,
+            "read_only": read_only,
+            "recursive": recursive,
+        }
+
+    out = [entry(volumes[m.volume], m.target, volumes[m.volume].read_only) for m in opts.mounts]
+    for mp in app.mount_points if app else ():
+        if mp.name in volumes and not any(m.volume == mp.name for m in opts.mounts):
+            volume = volumes[mp.name]
+            out.append(entry(volume, mp.path, volume.read_only or mp.read_only))
+    return out
+
+
+def _volume_json(volume: Volume) -> dict[str, Any]:
+    if volume.kind == "empty":
+        return {
+            "name": volume.name,
+            "kind": "empty",
+            "readOnly": volume.read_only,
+            "mode": f"{volume.mode:04o}",
+            "uid": volume.uid,
+            "gid": volume.gid,
+        }
+    return {
+        "name": volume.name,
+        "kind": "host",
+        "source": volume.source,
+        "readOnly": volume.read_only,
+        "recursive": volume.recursive,
+    }
+
+
+# --- user namespace ranges ---------------------------------------------------------------------
+
+USERNS_DIR = "userns"
+#: Host uid ranges for pods start here (the first 65536 ids are the host's own users).
+USERNS_FIRST = 1
+USERNS_LAST = 32767
+
+
+def take_user_range(data_dir: str, pod_uuid: str) -> int:
+    """Lease a host uid range of :data:`USERNS_SIZE` ids for a pod: one lease file per range,
+    created with O_EXCL (two prepares never get the one range), reclaimed when its pod is
+    gone. Returns the range's first host uid."""
+    directory = os.path.join(data_dir, USERNS_DIR)
+    os.makedirs(directory, 0o700, exist_ok=True)
+    pods_root = os.path.join(data_dir, "pods")
+    for slot in range(USERNS_FIRST, USERNS_LAST + 1):
+        base = slot * USERNS_SIZE
+        lease = os.path.join(directory, str(base))
+        try:
+            fd = os.open(lease, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            try:
+                with open(lease, encoding="ascii") as handle:
+                    owner = handle.read().strip()
+            except FileNotFoundError:
+                continue
+            alive = owner and any(
+                os.path.isdir(os.path.join(pods_root, phase, owner))
+                for phase in ("embryo", "prepare", "prepared", "run", "exited-garbage")
+            )
+            if alive or not owner:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lease)  # its pod is gone: reclaim it, then race for it again
+            try:
+                fd = os.open(lease, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(pod_uuid + "\n")
+        return base
+    raise RuntimeFailure("no free user namespace range left for --private-users")
+
+
+def release_user_range(data_dir: str, pod_uuid: str) -> None:
+    directory = os.path.join(data_dir, USERNS_DIR)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            with open(path, encoding="ascii") as handle:
+                if handle.read().strip() == pod_uuid:
+                    os.unlink(path)
+        except FileNotFoundError:
+            continue
+
+
 # --- preparing ---------------------------------------------------------------------------------
 
 
@@ -136,6 +305,8 @@ class Pods:
     def __init__(self, data_dir: str) -> None:
         self.data_dir = data_dir
         self.store = PodStore(data_dir)
+        #: what the last prepare wants the user told (ignored isolators, ...)
+        self.warnings: list[str] = []
 
     def images(self) -> ImageStore:
         return ImageStore(self.data_dir)
@@ -152,6 +323,21 @@ class Pods:
             raise InputError(f"--restart must be one of {', '.join(RESTART_POLICIES)}")
         if opts.flavor == "fly" and len(images) != 1:
             raise InputError(f"the fly flavor runs exactly one app per pod (got {len(images)})")
+        if opts.net not in NETS:
+            raise InputError(f"--net {opts.net}: not available yet (available: {', '.join(NETS)})")
+        if opts.flavor != "default":
+            for flag, value in (
+                ("--private-users", opts.private_users),
+                ("--hostname", opts.hostname),
+                ("--net=host", opts.net == "host"),
+            ):
+                if value:
+                    raise InputError(f"{flag}: the {opts.flavor} flavor has no namespaces")
+            if any(i.cli_isolators for i in images):
+                self.warnings.append(
+                    f"the {opts.flavor} flavor enforces no isolators: --cpu, --memory and "
+                    "--caps-* are ignored"
+                )
         if opts.name is not None and any(p.name() == opts.name for p in self.store.pods()):
             raise InputError(f"a pod named {opts.name!r} exists already")
         volumes = {v.name: v for v in opts.volumes}
@@ -163,13 +349,14 @@ class Pods:
         try:
             self._write_pod(pod, images, resolved, opts, volumes)
         except BaseException:
+            release_user_range(self.data_dir, pod.uuid)
             pod.release()  # an aborted prepare; gc collects it
             raise
         return pod
 
     def _resolve_images(
         self, images: list[ImageArg], opts: PodOptions
-    ) -> list[tuple[str, ImageManifest, str]]:
+    ) -> list[tuple[str, ImageManifest, str, dict[str, Any]]]:
         from rktcfg.image.fetch import FetchOptions, fetch_and_render
         from rktcfg.store.trees import TreeStore
 
@@ -181,24 +368,38 @@ class Pods:
                 record = fetch_and_render(store, image.ref, fetch_opts).record
                 rootfs = trees.render(record.id)
                 store.touch(record.id)
-                out.append((record.id, parse_image_manifest(record.manifest()), rootfs))
+                manifest = record.manifest()
+                out.append((record.id, parse_image_manifest(manifest), rootfs, manifest))
         return out
 
     def _write_pod(
         self,
         pod: LockedPod,
         images: list[ImageArg],
-        resolved: list[tuple[str, ImageManifest, str]],
+        resolved: list[tuple[str, ImageManifest, str, dict[str, Any]]],
         opts: PodOptions,
         volumes: dict[str, Volume],
     ) -> None:
         from rktcfg.stage1 import fly
         from rktcfg.stage1.base import relative_setup
 
+        default = opts.flavor == "default"
+        users = None
+        if default and opts.private_users:
+            base = take_user_range(self.data_dir, pod.uuid)
+            users = {"uid": base, "count": USERNS_SIZE}
+        overlay = default and not opts.no_overlay and users is None and _overlay_usable()
+        for volume in volumes.values():
+            if volume.kind == "empty":
+                path = pod.file(os.path.join("volumes", volume.name))
+                os.makedirs(path)
+                os.chmod(path, volume.mode)
+                shift = users["uid"] if users else 0
+                os.chown(path, volume.uid + shift, volume.gid + shift)
         taken: set[str] = set()
         apps: list[dict[str, Any]] = []
         runtime_apps: list[dict[str, Any]] = []
-        for image, (image_id, manifest, tree) in zip(images, resolved, strict=True):
+        for image, (image_id, manifest, tree, raw_manifest) in zip(images, resolved, strict=True):
             name = _app_name(manifest, taken)
             app = manifest.app
             label = manifest.name_version
@@ -211,47 +412,35 @@ class Pods:
             app_dir = pod.file(os.path.join("apps", name))
             rootfs = os.path.join(app_dir, "rootfs")
             os.makedirs(app_dir, 0o750)
-            copied = subprocess.run(
-                ["cp", "-a", "--", tree, rootfs], capture_output=True, text=True, check=False
-            )
-            if copied.returncode != 0:
-                raise RuntimeFailure(f"cannot copy the image tree: {copied.stderr.strip()}")
+            with open(os.path.join(app_dir, "manifest"), "w", encoding="utf-8") as handle:
+                json.dump(raw_manifest, handle)
+            if overlay:
+                os.mkdir(rootfs, 0o755)  # the overlay's mount point; the tree is its lower
+                source_root = tree
+            else:
+                _copy_tree(tree, rootfs)
+                if users is not None:
+                    _shift_ownership(rootfs, users["uid"])
+                source_root = rootfs
             env = {"PATH": APP_PATH}
+            image_env = {v.name for v in app.environment} if app else set()
             for variable in app.environment if app else ():
                 env[variable.name] = variable.value
             env.update({"AC_APP_NAME": name, "container": "rktcfg"})
             env.update(dict(opts.set_env))
             workdir = (app.working_directory if app else None) or "/"
-            argv[0] = _find_exec(rootfs, argv[0], workdir, env.get("PATH", APP_PATH), label)
+            argv[0] = _find_exec(source_root, argv[0], workdir, env.get("PATH", APP_PATH), label)
             user = app.user if app else "0"
             group = app.group if app else "0"
-            uid = _lookup_id(rootfs, user, "passwd", "user", label)
-            gid = _lookup_id(rootfs, group, "group", "group", label)
-            mount_points = {mp.name: mp for mp in (app.mount_points if app else ())}
-            app_volumes = []
-            for mount in opts.mounts:
-                volume = volumes[mount.volume]
-                app_volumes.append(
-                    {
-                        "source": volume.source,
-                        "target": mount.target,
-                        "read_only": volume.read_only,
-                        "recursive": volume.recursive,
-                    }
-                )
-            for mp_name, mp in mount_points.items():
-                if mp_name in volumes and not any(m.volume == mp_name for m in opts.mounts):
-                    volume = volumes[mp_name]
-                    app_volumes.append(
-                        {
-                            "source": volume.source,
-                            "target": mp.path,
-                            "read_only": volume.read_only or mp.read_only,
-                            "recursive": volume.recursive,
-                        }
-                    )
+            uid = _lookup_id(source_root, user, "passwd", "user", label)
+            gid = _lookup_id(source_root, group, "group", "group", label)
+            if default and uid == 0:
+                for key, value in ROOT_ENV.items():
+                    if key not in image_env and key not in dict(opts.set_env):
+                        env[key] = value
+            app_volumes = _app_volumes(app, opts, volumes, default=default)
             handlers = {h.name: list(h.exec) for h in (app.event_handlers if app else ())}
-            spec = {
+            spec: dict[str, Any] = {
                 "name": name,
                 "image_id": image_id,
                 "image_name": label,
@@ -265,8 +454,19 @@ class Pods:
                 "pre_start": handlers.get("pre-start"),
                 "post_stop": handlers.get("post-stop"),
                 "volumes": app_volumes,
-                "setup": relative_setup(fly.plan(rootfs, app_volumes), pod.path),
             }
+            if default:
+                isolation = self._isolation(image, manifest, opts)
+                spec.update(
+                    {
+                        "rootfs_mode": "overlay" if overlay else "copy",
+                        "lower": tree if overlay else None,
+                        "read_only_rootfs": image.read_only_rootfs,
+                        "isolation": isolation.as_dict(),
+                    }
+                )
+            else:
+                spec["setup"] = relative_setup(fly.plan(rootfs, app_volumes), pod.path)
             apps.append(spec)
             runtime_apps.append(
                 {
@@ -278,7 +478,10 @@ class Pods:
                         "group": str(gid),
                         "workingDirectory": workdir,
                         "environment": [{"name": k, "value": v} for k, v in env.items()],
+                        "isolators": list(image.pod_isolators) + list(image.cli_isolators),
                     },
+                    "readOnlyRootFS": image.read_only_rootfs,
+                    "annotations": [],
                 }
             )
         pod.write_json(
@@ -287,23 +490,60 @@ class Pods:
                 "acVersion": "0.8.11",
                 "acKind": "PodManifest",
                 "apps": runtime_apps,
-                "volumes": [
-                    {"name": v.name, "kind": "host", "source": v.source, "readOnly": v.read_only}
-                    for v in volumes.values()
-                ],
+                "volumes": [_volume_json(v) for v in volumes.values()],
+                "annotations": [],
             },
         )
-        pod.write_json(
-            "stage1.json",
-            {
-                "flavor": opts.flavor,
-                "restart": opts.restart,
-                "grace_seconds": opts.grace_seconds,
-                "logs": {"max_bytes": opts.log_max_bytes, "keep": opts.log_keep},
-                "interactive": opts.interactive,
-                "apps": apps,
-            },
+        stage1: dict[str, Any] = {
+            "flavor": opts.flavor,
+            "restart": opts.restart,
+            "grace_seconds": opts.grace_seconds,
+            "logs": {"max_bytes": opts.log_max_bytes, "keep": opts.log_keep},
+            "interactive": opts.interactive,
+            "apps": apps,
+        }
+        if default:
+            from rktcfg.stage1.metadata import new_token
+
+            fd = os.open(pod.file("mds-token"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(new_token() + "\n")
+            stage1.update(
+                {
+                    "hostname": opts.hostname or opts.name or f"rktcfg-{pod.uuid}",
+                    "net": opts.net,
+                    "private_users": users,
+                    "cgroup_parent": opts.cgroup_parent,
+                    "metadata": True,
+                    "data_dir": os.path.abspath(self.data_dir),
+                }
+            )
+        pod.write_json("stage1.json", stage1)
+
+    def _isolation(self, image: ImageArg, manifest: ImageManifest, opts: PodOptions) -> Any:
+        from rktcfg.isolators.resolve import resolve
+
+        label = manifest.name_version
+        image_layer = (
+            [{"name": i.name, "value": i.value} for i in manifest.app.isolators]
+            if (manifest.app)
+            else []
         )
+        try:
+            isolation = resolve(
+                [image_layer, list(image.pod_isolators), list(image.cli_isolators)],
+                defaults=opts.isolator_defaults,
+                strict=opts.strict_isolators,
+                where=[f"image {label}", "pod file", "command line"],
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        if isolation.ignored:
+            self.warnings.append(
+                f"image {label}: isolators not enforced: {', '.join(isolation.ignored)} "
+                "(--strict-isolators makes this an error)"
+            )
+        return isolation
 
     def prepare(self, images: list[ImageArg], opts: PodOptions) -> Pod:
         pod = self._prepare(images, opts)
@@ -324,7 +564,10 @@ class Pods:
         from rktcfg.stage1.launch import launch_supervisor, wait_started
 
         try:
-            launch_supervisor(pod.path, pod.fd, stdin_fd=stdin_fd)
+            namespaces, hostname = self._isolate(pod)
+            launch_supervisor(
+                pod.path, pod.fd, stdin_fd=stdin_fd, namespaces=namespaces, hostname=hostname
+            )
         finally:
             pod.release()  # the supervisor holds the lock now
         found = self.store.get(pod.uuid)
@@ -332,6 +575,34 @@ class Pods:
         if error is not None:
             raise RuntimeFailure(f"pod {pod.uuid}: {error}")
         return found
+
+    def _isolate(self, pod: LockedPod) -> tuple[int, str | None]:
+        """For a default-flavor pod about to start: write its cgroup plan (``cgroups.json``,
+        below cgroup-parent or this process's own cgroups) and say which namespaces the
+        supervisor starts in."""
+        stage1 = pod.read_json("stage1.json")
+        if stage1["flavor"] != "default":
+            return 0, None
+        from rktcfg.isolators import cgroups
+        from rktcfg.stage1 import linux
+
+        try:
+            layout = cgroups.detect()
+            plan = cgroups.plan(
+                layout,
+                f"rktcfg-{pod.uuid}",
+                [app["name"] for app in stage1["apps"]],
+                parent=stage1.get("cgroup_parent"),
+            )
+        except (OSError, ValueError) as exc:
+            raise RuntimeFailure(f"pod {pod.uuid}: cannot plan its cgroups: {exc}") from None
+        pod.write_json(DEFAULT_CGROUPS_FILE, plan)
+        namespaces = (
+            linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWPID
+        )
+        if stage1.get("net") != "host":
+            namespaces |= linux.CLONE_NEWNET
+        return namespaces, stage1.get("hostname")
 
     # --- inspecting --------------------------------------------------------------------------
 
@@ -366,12 +637,19 @@ class Pods:
             if state is not PodState.RUNNING and app_status.get("state") == "running":
                 app_status["state"] = "unknown"  # the supervisor died with it running
             apps.append(app_status)
-        pid = None
-        try:
-            with open(pod.file("pid"), encoding="utf-8") as handle:
-                pid = int(handle.read().strip())
-        except (FileNotFoundError, ValueError):
-            pass
+        pid = _read_int(pod.file("pid"))
+        cgroups = None
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            cgroups = pod.read_json(DEFAULT_CGROUPS_FILE)
+        extra: dict[str, Any] = {}
+        if stage1.get("flavor") == "default":
+            extra = {
+                "hostname": stage1.get("hostname"),
+                "net": stage1.get("net"),
+                "init_pid": _read_int(pod.file("init-pid")),
+                "private_users": stage1.get("private_users"),
+                "cgroups": cgroups,
+            }
         return {
             "uuid": pod.uuid,
             "name": pod.name(),
@@ -383,7 +661,37 @@ class Pods:
             "exit_code": self.exit_code(pod),
             "apps": apps,
             "networks": [],
+            **extra,
         }
+
+    def enter(self, pod: Pod, app_name: str | None, argv: list[str]) -> int:
+        """Run ``argv`` inside a running default-flavor app (see
+        :func:`rktcfg.stage1.default.enter`); its exit status."""
+        from rktcfg.stage1.base import AppSpec
+        from rktcfg.stage1.default import enter
+
+        if pod.state() is not PodState.RUNNING:
+            raise InputError(f"pod {pod.uuid} is not running")
+        stage1 = pod.read_json("stage1.json")
+        if stage1["flavor"] != "default":
+            raise InputError(f"pod {pod.uuid}: enter needs the default flavor")
+        names = [app["name"] for app in stage1["apps"]]
+        if app_name is None:
+            if len(names) != 1:
+                raise InputError(
+                    f"pod {pod.uuid} has several apps: give --app ({', '.join(names)})"
+                )
+            app_name = names[0]
+        if app_name not in names:
+            raise InputError(f"pod {pod.uuid} has no app {app_name!r} (it has {', '.join(names)})")
+        data = stage1["apps"][names.index(app_name)]
+        try:
+            status = pod.read_json(f"apps/{app_name}/status.json")
+        except (FileNotFoundError, ValueError):
+            status = {}
+        if status.get("state") != "running" or not status.get("pid"):
+            raise InputError(f"pod {pod.uuid}: app {app_name} is not running")
+        return enter(pod.path, AppSpec(data, pod.path), int(status["pid"]), argv)
 
     def wait(self, pod: Pod, timeout: float | None) -> bool:
         """Wait until the pod is no longer running (or preparing); False on timeout."""
@@ -440,10 +748,14 @@ class Pods:
         """Tear down what the pod set up, then delete it. Each step is idempotent; the pod
         manifest goes last, so an interrupted delete can be retried by gc."""
         from rktcfg.stage1 import linux
+        from rktcfg.stage1.default import remove_cgroups
 
         for attempt in range(20):
             try:
                 linux.unmount_below(locked.path)
+                left = remove_cgroups(locked.path)
+                if left:
+                    raise RuntimeFailure(f"cgroups still in use: {', '.join(left)}")
                 break
             except RuntimeFailure:
                 # processes killed a moment ago may still hold the mounts while they exit
@@ -458,6 +770,7 @@ class Pods:
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     os.unlink(path)
+        release_user_range(self.data_dir, locked.uuid)
         self.store.delete(locked)
 
     def gc(

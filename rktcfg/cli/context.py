@@ -33,6 +33,10 @@ class Context:
         if self.debug_enabled:
             self.err.write(f"rktcfg: debug: {message}\n")
 
+    def warn_all(self, messages: list[str]) -> None:
+        for message in messages:
+            self.err.write(f"rktcfg: warning: {message}\n")
+
     def inputs(self) -> Inputs:
         from rktcfg.config.loader import inputs_from
 

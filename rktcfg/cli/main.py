@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": ("rktcfg.cli.rm", "remove pods"),
     "cat-manifest": ("rktcfg.cli.cat_manifest", "print a pod's runtime manifest"),
     "logs": ("rktcfg.cli.logs", "print a pod's app output"),
+    "enter": ("rktcfg.cli.enter", "run a command inside a running pod's app"),
     "gc": ("rktcfg.cli.gc", "collect exited pods"),
 }
 

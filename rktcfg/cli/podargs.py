@@ -1,11 +1,35 @@
 """Arguments shared by ``run`` and ``prepare``: rkt's per-image syntax and pod flags.
 
-``rktcfg run [POD FLAGS] IMAGE [--exec PATH] [-- ARGS...] [--- IMAGE ...]``: flags before the
-first image are the pod's; ``--exec`` after an image applies to that image; arguments after
-``--`` are appended to its command; ``---`` starts the next image.
+``rktcfg run [POD FLAGS] IMAGE [APP FLAGS] [-- ARGS...] [--- IMAGE ...]``: flags before the
+first image are the pod's; app flags after an image apply to that image (``--exec``,
+``--cpu``, ``--memory``, ``--caps-retain``, ...); arguments after ``--`` are appended to its
+command; ``---`` starts the next image.
 """
 
 from __future__ import annotations
+
+#: Flags that apply to the image before them, with a value.
+APP_VALUE_FLAGS = (
+    "--exec",
+    "--cpu",
+    "--memory",
+    "--caps-retain",
+    "--caps-remove",
+    "--cpu-shares",
+    "--oom-score-adj",
+)
+APP_SWITCHES = ("--read-only-rootfs",)
+APP_FLAGS_HELP = """app flags (after an image, for that image):
+  --exec PATH            run PATH instead of the image's exec
+  --cpu Q                cpu limit and request, in cores: 500m, 2 (default flavor)
+  --memory Q             memory limit and request: 128M, 42Mi, 1Gi (at least 4096 bytes)
+  --caps-retain CAPS     keep only these capabilities (comma-separated: CAP_NET_ADMIN,...)
+  --caps-remove CAPS     drop these from the default set of 14
+  --cpu-shares N         os/linux/cpu-shares (2..262144)
+  --oom-score-adj N      os/linux/oom-score-adj (-1000..1000)
+  --read-only-rootfs     mount the app's root filesystem read-only
+  -- ARGS...             appended to the app's command"""
+
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,15 +43,50 @@ def configure_pod_flags(parser: argparse.ArgumentParser) -> None:
     import argparse as _argparse
 
     parser.add_argument("--name", help="a name for the pod (commands accept it like a UUID)")
+    parser.epilog = APP_FLAGS_HELP
     parser.add_argument(
-        "--stage1", default=None, metavar="FLAVOR", help="fly (default from stage1.d)"
+        "--stage1",
+        default=None,
+        metavar="FLAVOR",
+        help="default (namespaces, cgroups) or fly (a chroot); default from stage1.d",
+    )
+    parser.add_argument(
+        "--hostname", metavar="NAME", help="the pod's hostname (default: its name, or rktcfg-UUID)"
+    )
+    parser.add_argument(
+        "--net",
+        default="none",
+        metavar="NET",
+        help="none (a network namespace with loopback only; the default) or host",
+    )
+    parser.add_argument(
+        "--private-users",
+        action="store_true",
+        help="a user namespace: the pod's root is an unprivileged host uid range",
+    )
+    parser.add_argument(
+        "--no-overlay", action="store_true", help="copy the image tree instead of overlayfs"
+    )
+    parser.add_argument(
+        "--strict-isolators",
+        action="store_true",
+        help="refuse isolators rktcfg cannot enforce (default: warn and list them)",
+    )
+    for flag in APP_VALUE_FLAGS:  # here only to say that they follow an image
+        parser.add_argument(
+            flag, dest="misplaced_" + flag[2:].replace("-", "_"), help=_argparse.SUPPRESS
+        )
+    parser.add_argument(
+        "--read-only-rootfs", dest="misplaced_ro", action="store_true", help=_argparse.SUPPRESS
     )
     parser.add_argument("--set-env", action="append", default=[], metavar="K=V")
     parser.add_argument(
         "--volume",
         action="append",
         default=[],
-        metavar="NAME,kind=host,source=PATH[,readOnly=true][,recursive=true]",
+        metavar="NAME,kind=host|empty,...",
+        help="kind=host,source=PATH[,readOnly=true][,recursive=BOOL] or "
+        "kind=empty[,mode=0755,uid=N,gid=N]",
     )
     parser.add_argument("--mount", action="append", default=[], metavar="volume=NAME,target=PATH")
     parser.add_argument("--restart", choices=("never", "on-failure", "always"), default="never")
@@ -46,7 +105,6 @@ def configure_pod_flags(parser: argparse.ArgumentParser) -> None:
 
 def parse_images(words: list[str]) -> list[ImageArg]:
     from rktcfg.errors import UsageError
-    from rktcfg.pods import ImageArg
 
     images: list[ImageArg] = []
     segment: list[str] = []
@@ -62,29 +120,61 @@ def parse_images(words: list[str]) -> list[ImageArg]:
         if not segment:
             raise UsageError("an image is missing (around ---)")
         ref, rest = segment[0], segment[1:]
+        if ref in ("--cpu", "--memory") or ref.startswith(("--cpu=", "--memory=")):
+            raise UsageError(f"{ref.split('=')[0]} must follow an image")
         if ref.startswith("-"):
             raise UsageError(f"{ref}: pod flags go before the first image")
-        exec_path: str | None = None
+        values: dict[str, str] = {}
+        switches: set[str] = set()
         args: list[str] = []
         while rest:
             word = rest.pop(0)
+            flag, eq, value = word.partition("=")
             if word == "--":
                 args, rest = rest, []
-            elif word == "--exec" or word.startswith("--exec="):
-                if exec_path is not None:
-                    raise UsageError(f"--exec specified multiple times for the image {ref}")
-                if word == "--exec":
+            elif flag in APP_VALUE_FLAGS:
+                if flag in values:
+                    raise UsageError(f"{flag} specified multiple times for the image {ref}")
+                if not eq:
                     if not rest:
-                        raise UsageError("--exec needs a PATH")
-                    exec_path = rest.pop(0)
-                else:
-                    exec_path = word.split("=", 1)[1]
+                        raise UsageError(f"{flag} needs a value")
+                    value = rest.pop(0)
+                values[flag] = value
+            elif word in APP_SWITCHES:
+                switches.add(word)
             else:
                 raise UsageError(
-                    f"{word!r} after image {ref}: only --exec PATH and -- ARGS go there"
+                    f"{word!r} after image {ref}: only app flags and -- ARGS go there (see --help)"
                 )
-        images.append(ImageArg(ref=ref, exec=exec_path, args=tuple(args)))
+        images.append(_image_arg(ref, values, switches, tuple(args)))
     return images
+
+
+def _image_arg(
+    ref: str, values: dict[str, str], switches: set[str], args: tuple[str, ...]
+) -> ImageArg:
+    from rktcfg.errors import UsageError
+    from rktcfg.isolators.resolve import cli_isolators
+    from rktcfg.pods import ImageArg
+
+    try:
+        isolators = cli_isolators(
+            cpu=values.get("--cpu"),
+            memory=values.get("--memory"),
+            caps_retain=values.get("--caps-retain"),
+            caps_remove=values.get("--caps-remove"),
+            cpu_shares=values.get("--cpu-shares"),
+            oom_score_adj=values.get("--oom-score-adj"),
+        )
+    except ValueError as exc:
+        raise UsageError(f"image {ref}: {exc}") from None
+    return ImageArg(
+        ref=ref,
+        exec=values.get("--exec"),
+        args=args,
+        cli_isolators=tuple(isolators),
+        read_only_rootfs="--read-only-rootfs" in switches,
+    )
 
 
 def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
@@ -103,19 +193,42 @@ def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
             values[key] = value
         return head, values
 
+    for flag in (*APP_VALUE_FLAGS, *APP_SWITCHES):
+        key = "misplaced_ro" if flag in APP_SWITCHES else "misplaced_" + flag[2:].replace("-", "_")
+        if getattr(args, key, None):
+            raise UsageError(f"{flag} must follow an image (it applies to the image before it)")
     volumes = []
     for text in args.volume:
         name, values = fields(text, "--volume")
-        if values.get("kind", "host") != "host" or "source" not in values:
-            raise UsageError(f"--volume {text!r}: needs kind=host and source=PATH")
-        volumes.append(
-            Volume(
-                name=name,
-                source=values["source"],
-                read_only=values.get("readOnly", "false") == "true",
-                recursive=values.get("recursive", "false") == "true",
+        kind = values.get("kind", "host")
+        recursive = values.get("recursive")
+        if kind == "host" and "source" in values:
+            volumes.append(
+                Volume(
+                    name=name,
+                    source=values["source"],
+                    read_only=values.get("readOnly", "false") == "true",
+                    recursive=None if recursive is None else recursive == "true",
+                )
             )
-        )
+        elif kind == "empty":
+            try:
+                mode = int(values.get("mode", "0755"), 8)
+                uid, gid = int(values.get("uid", "0")), int(values.get("gid", "0"))
+            except ValueError:
+                raise UsageError(f"--volume {text!r}: mode is octal, uid and gid numbers") from None
+            volumes.append(
+                Volume(
+                    name=name,
+                    kind="empty",
+                    read_only=values.get("readOnly", "false") == "true",
+                    mode=mode,
+                    uid=uid,
+                    gid=gid,
+                )
+            )
+        else:
+            raise UsageError(f"--volume {text!r}: needs kind=host with source=PATH, or kind=empty")
     mounts = []
     for text in args.mount:
         values = dict(item.partition("=")[::2] for item in text.split(","))
@@ -145,7 +258,20 @@ def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
     if flavor not in FLAVORS:
         raise UsageError(f"--stage1 {flavor}: unknown flavor (choose from {', '.join(FLAVORS)})")
     insecure = frozenset(o.strip() for o in args.insecure_options.split(",") if o.strip())
+    config = ctx.config()
+    defaults = config.isolators
     return PodOptions(
+        hostname=args.hostname,
+        net=args.net,
+        private_users=args.private_users,
+        no_overlay=args.no_overlay,
+        strict_isolators=args.strict_isolators,
+        cgroup_parent=config.paths.cgroup_parent,
+        isolator_defaults={
+            "cpu_millis": defaults.cpu_millis,
+            "memory_bytes": defaults.memory_bytes,
+            "pids": defaults.pids,
+        },
         flavor=flavor,
         name=args.name,
         set_env=tuple(set_env),

@@ -23,6 +23,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from rktcfg.cli.podargs import parse_images, pod_options
     from rktcfg.pods import Pods
 
-    pod = Pods(ctx.data_dir()).prepare(parse_images(args.images), pod_options(args, ctx))
+    images, options = parse_images(args.images), pod_options(args, ctx)
+    pods = Pods(ctx.data_dir())
+    try:
+        pod = pods.prepare(images, options)
+    finally:
+        ctx.warn_all(pods.warnings)
     ctx.out.write(pod.uuid + "\n")
     return 0

@@ -44,7 +44,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             raise UsageError("--interactive needs one image and an attached run (no --detach)")
         options = dataclasses.replace(options, interactive=True)
     pods = Pods(ctx.data_dir())
-    pod = pods.run(images, options)
+    try:
+        pod = pods.run(images, options)
+    finally:
+        ctx.warn_all(pods.warnings)
     if args.detach:
         ctx.out.write(pod.uuid + "\n")
         return 0

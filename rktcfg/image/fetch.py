@@ -25,18 +25,21 @@ from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
 from rktcfg.errors import ImageError, InputError, NotFoundError
-from rktcfg.image import http
 from rktcfg.image.aci import DEFAULT_MAX_TAR_BYTES
 from rktcfg.image.imports import import_aci_file, import_oci
 from rktcfg.image.manifest import ImageManifest, host_os_arch, parse_app_string
 from rktcfg.store.images import ImageStore, ImportResult
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rktcfg.image import http
 
 POLICIES = ("new", "update", "never")
 INSECURE_OPTIONS = ("none", "image", "http", "tls", "all-fetch", "all")
 
 
 class FetchOptions:
-    __slots__ = ("insecure", "max_bytes", "now", "policy", "progress", "transport", "warnings")
+    __slots__ = ("_transport", "insecure", "max_bytes", "now", "policy", "progress", "warnings")
 
     def __init__(
         self,
@@ -62,13 +65,22 @@ class FetchOptions:
             insecure = insecure | {"image", "http", "tls"}
         self.policy = policy
         self.insecure = insecure
-        self.transport = transport or http.Transport()
+        self._transport = transport
         self.progress = progress
         self.now = now
         #: The largest uncompressed image accepted (a decompression bomb stops there).
         self.max_bytes = max_bytes
         #: What fetching had to drop or change, for the caller to show.
         self.warnings: list[str] = []
+
+    @property
+    def transport(self) -> http.Transport:
+        """The HTTP transport (made on first use: a local fetch never imports urllib)."""
+        if self._transport is None:
+            from rktcfg.image import http
+
+            self._transport = http.Transport()
+        return self._transport
 
 
 def classify(ref: str) -> tuple[str, str]:
@@ -119,6 +131,8 @@ def _fetch_url(
     *,
     expect: Callable[[ImageManifest], None] | None,
 ) -> ImportResult:
+    from rktcfg.image import http
+
     remote = store.remote(url)
     if remote is not None:
         fresh = remote["max_age"] is not None and (
@@ -151,8 +165,6 @@ def _fetch_url(
 
 
 def _fetch_name(store: ImageStore, app: str, opts: FetchOptions) -> ImportResult:
-    from rktcfg.image import discovery
-
     name, labels = parse_app_string(app, source="image")
     host_os, host_arch = host_os_arch()
     labels.setdefault("os", host_os)
@@ -168,6 +180,8 @@ def _fetch_name(store: ImageStore, app: str, opts: FetchOptions) -> ImportResult
             f"{app}: not in the store; rktcfg cannot verify image signatures yet, so fetching "
             "it by appc discovery needs --insecure-options=image"
         )
+    from rktcfg.image import discovery, http  # only now: an image in the store needs neither
+
     urls = discovery.discover(
         name,
         labels,

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Self
 
+from rktcfg import rootpath
 from rktcfg.errors import ArchiveError, RuntimeFailure
 
 __all__ = [
@@ -54,7 +55,7 @@ __all__ = [
 DEFAULT_MAX_BYTES = 8 * 1024**3
 DEFAULT_MAX_MEMBERS = 1_000_000
 
-_MAX_LINK_HOPS = 40  # Linux's MAXSYMLINKS
+_MAX_LINK_HOPS = rootpath.MAX_LINK_HOPS
 _CHUNK = 1024 * 1024  # file data is copied in pieces of this size
 _MAX_HEADER_BYTES = 16 * 1024 * 1024  # a pax / GNU long-name header is read into memory whole
 _MAX_TRAILER_BYTES = 16 * 1024 * 1024  # read after the end marker to check the compression
@@ -137,55 +138,15 @@ def _child(directory: str, name: str) -> str:
     return directory.rstrip("/") + "/" + name
 
 
-def _join(base: str, parts: Sequence[str]) -> str:
-    """The host path of in-root components; ``base`` is the root without its trailing slash."""
-    return base + "/" + "/".join(parts) if parts else (base or "/")
-
-
 def resolve_in_root(root: str, path: str, *, follow_final: bool = True) -> str:
-    """The host path of `path` interpreted inside `root` as if root were `/` (symlinks that already
-    exist are followed within root, `..` clamps at root). Never returns a path outside root.
-    Public: later code resolves volume mount targets inside app rootfs with it.
-
-    Components that do not exist are taken as written. With ``follow_final=False`` a symlink
-    in the last component is returned itself (a trailing ``/`` makes it non-final, as in
-    POSIX). More than 40 symlinks on the way is an :class:`ArchiveError`.
-    """
+    """:func:`rktcfg.rootpath.resolve_in_root`, failing with an :class:`ArchiveError`."""
     return _resolve(root, path, follow_final=follow_final, what=path)
 
 
 def _resolve(root: str, path: str, *, follow_final: bool, what: str) -> str:
-    root = os.path.abspath(root)
-    base = root.rstrip("/")
-    resolved: list[str] = []
-    todo = path.split("/")
-    todo.reverse()
-    hops = 0
-    while todo:
-        part = todo.pop()
-        if not part or part == ".":
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        host = _join(base, [*resolved, part])
-        try:
-            st = os.lstat(host)
-        except OSError:
-            resolved.append(part)  # missing: what follows cannot be a symlink either
-            continue
-        if stat.S_ISLNK(st.st_mode) and (todo or follow_final):
-            hops += 1
-            if hops > _MAX_LINK_HOPS:
-                raise ArchiveError(f"{_show(what)}: too many levels of symbolic links")
-            target = os.readlink(host)
-            if target.startswith("/"):
-                resolved.clear()
-            todo.extend(reversed(target.split("/")))
-            continue
-        resolved.append(part)
-    return _join(base, resolved)
+    return rootpath.resolve(
+        root, path, follow_final=follow_final, what=_show(what), error=ArchiveError
+    )
 
 
 def _to_ns(text: str | None) -> int | None:
@@ -488,7 +449,7 @@ class _Extractor:
                     if resolved:
                         resolved.pop()
                     continue
-                host = _join(self.base, [*resolved, part])
+                host = rootpath.join(self.base, [*resolved, part])
                 try:
                     mode = os.lstat(host).st_mode
                 except FileNotFoundError:
@@ -513,7 +474,7 @@ class _Extractor:
                         "is not a directory"
                     )
             key = tuple(resolved)
-            self.dirs[parts[: index + 1]] = (key, _join(self.base, key))
+            self.dirs[parts[: index + 1]] = (key, rootpath.join(self.base, key))
         return self.dirs[parts]
 
     def _tree_changed(self, removed: str | None = None) -> None:

@@ -1,8 +1,9 @@
 """Kubernetes-style resource quantities, as appc's resource isolators use them.
 
 ``500m`` is half a CPU, ``2`` two CPUs; ``128M`` is 128 * 10**6 bytes and ``1Gi`` 2**30.
-Suffixes: decimal ``k M G T P E`` (and ``m`` = 1/1000), binary ``Ki Mi Gi Ti Pi Ei``, and
-exponents ``1e3``. Pure: no I/O.
+Suffixes: decimal ``n u m k M G T P E`` (``m`` = 1/1000, ``n`` and ``u`` smaller still),
+binary ``Ki Mi Gi Ti Pi Ei``, and exponents ``1e3``. ``K`` is read as ``k``: the appc spec
+lists it although Go's parser refuses it. Negative quantities are refused. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from fractions import Fraction
 
 _SUFFIXES: dict[str, Fraction] = {
     "": Fraction(1),
+    "n": Fraction(1, 10**9),
+    "u": Fraction(1, 10**6),
     "m": Fraction(1, 1000),
     "k": Fraction(10**3),
+    "K": Fraction(10**3),
     "M": Fraction(10**6),
     "G": Fraction(10**9),
     "T": Fraction(10**12),
@@ -28,8 +32,8 @@ _SUFFIXES: dict[str, Fraction] = {
 }
 
 _QUANTITY = re.compile(
-    r"^(?P<number>[+]?(?:\d+(?:\.\d*)?|\.\d+))"
-    r"(?:(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)|[eE](?P<exp>[+-]?\d{1,3}))?$"
+    r"^(?P<sign>[+-]?)(?P<number>\d+(?:\.\d*)?|\.\d+)"
+    r"(?:(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|K|M|G|T|P|E)|[eE](?P<exp>[+-]?\d{1,3}))?$"
 )
 
 #: Memory limits below this are refused (rkt's guard against typing ``16m`` for 16 MB).
@@ -40,19 +44,27 @@ class QuantityError(ValueError):
     """Not a quantity; the message says what was expected."""
 
 
+class NegativeQuantityError(QuantityError):
+    """A well-formed quantity below zero."""
+
+
 def parse_quantity(value: object) -> Fraction:
     """The exact value of a quantity given as a string or a number (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise QuantityError("must be a quantity")
     if isinstance(value, int | float):
-        if value != value or value in (float("inf"), float("-inf")) or value < 0:
-            raise QuantityError("must be a non-negative quantity")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise QuantityError("must be a quantity")
+        if value < 0:
+            raise NegativeQuantityError("must not be negative")
         # A float's decimal text, not its binary value: 0.1 means one tenth.
         return Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
     match = _QUANTITY.match(value.strip())
     if match is None:
         raise QuantityError("must be a quantity")
     number = Fraction(match.group("number"))
+    if match.group("sign") == "-" and number != 0:
+        raise NegativeQuantityError("must not be negative")
     if match.group("exp") is not None:
         return number * Fraction(10) ** int(match.group("exp"))
     return number * _SUFFIXES[match.group("suffix") or ""]
@@ -62,6 +74,8 @@ def parse_cpu_millis(value: object) -> int:
     """CPU as millicores: ``500m`` -> 500, ``2`` -> 2000. Must be at least 1m."""
     try:
         millis = parse_quantity(value) * 1000
+    except NegativeQuantityError:
+        raise QuantityError("must be a CPU quantity like 500m or 2, not negative") from None
     except QuantityError:
         raise QuantityError("must be a CPU quantity like 500m or 2") from None
     if millis < 1 or millis.denominator != 1:
@@ -73,6 +87,8 @@ def parse_memory_bytes(value: object) -> int:
     """Memory as bytes: ``128M`` -> 128000000, ``1Gi`` -> 1073741824."""
     try:
         amount = parse_quantity(value)
+    except NegativeQuantityError:
+        raise QuantityError("must be a memory quantity like 128M or 1Gi, not negative") from None
     except QuantityError:
         raise QuantityError("must be a memory quantity like 128M or 1Gi") from None
     if amount < MIN_MEMORY_BYTES:

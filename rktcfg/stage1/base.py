@@ -50,6 +50,7 @@ class AppSpec:
         "name",
         "post_stop",
         "pre_start",
+        "raw",
         "rootfs",
         "setup",
         "uid",
@@ -75,6 +76,8 @@ class AppSpec:
         #: What the flavor planned at prepare time (fly: mounts and files, resolved in rootfs),
         #: with targets relative to the pod directory.
         self.setup: dict[str, Any] = _resolve_setup(dict(data.get("setup") or {}), pod_dir)
+        #: The whole entry, for what only one flavor reads (default: isolation, rootfs mode).
+        self.raw: dict[str, Any] = data
 
     def as_dict(self) -> dict[str, Any]:
         return {slot: getattr(self, slot) for slot in self.__slots__}
@@ -116,12 +119,37 @@ def recorded_mounts(pod_dir: str) -> list[str]:
         return []
 
 
+#: The signals the supervisor handles; a child must not run the supervisor's handlers.
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+
+
+def fork() -> int:
+    """os.fork, with the supervisor's signal handlers reset to the default in the child.
+
+    The handled signals are blocked around the fork, so one that arrives meanwhile is not
+    run by the supervisor's Python handler in the child (where it would be lost: a SIGTERM
+    for an app that has not exec'd yet); the child gets it with the default action once it
+    unblocks, the parent with its handler."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        raise
+    if pid == 0:
+        signal.set_wakeup_fd(-1)
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return pid
+
+
 def in_child(work: Any) -> None:
     """Run ``work()`` in a forked child and wait for it; raise RuntimeError with its message
     if it fails. The supervisor does its mounts this way, so the kernel-call code (ctypes)
     and its memory never stay in the long-lived supervisor."""
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    pid = fork()
     if pid == 0:
         os.close(read_end)
         try:
@@ -151,11 +179,15 @@ def get_flavor(name: str) -> Flavor:
         from rktcfg.stage1.fly import FlyFlavor
 
         return FlyFlavor()
+    if name == "default":
+        from rktcfg.stage1.default import DefaultFlavor
+
+        return DefaultFlavor()
     if name == "fake":
         from rktcfg.stage1.fake import FakeFlavor
 
         return FakeFlavor()
-    raise ValueError(f"stage1 flavor {name!r} is not available (available: fly)")
+    raise ValueError(f"stage1 flavor {name!r} is not available (available: fly, default)")
 
 
 def spawn_process(
@@ -169,7 +201,7 @@ def spawn_process(
     """Fork, enter the app's rootfs (``chroot``) or run its binary from the host path, take
     its identity and directory, and exec ``argv``. Returns the child's pid. In the child, a
     failure to start prints one line on the app's stderr and exits 127 (not found) or 126."""
-    pid = os.fork()
+    pid = fork()
     if pid != 0:
         return pid
     try:  # the child: only async-signal-safe-ish work, then exec
@@ -180,7 +212,7 @@ def spawn_process(
         linux.load()
         for target, fd in enumerate(stdio):
             os.dup2(fd, target)
-        _close_except(keep_fds)
+        close_fds_except(keep_fds)
         os.umask(0o022)
         if chroot:
             os.chroot(app.rootfs)
@@ -208,7 +240,8 @@ def spawn_process(
     raise AssertionError("unreachable")
 
 
-def _close_except(keep: tuple[int, ...]) -> None:
+def close_fds_except(keep: tuple[int, ...]) -> None:
+    """Close every fd from 3 up except ``keep``: nothing of rktcfg leaks into an app."""
     low = 3
     for fd in sorted(keep):
         if fd >= low:

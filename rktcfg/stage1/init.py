@@ -26,6 +26,12 @@ import time
 from rktcfg.stage1.base import AppSpec, get_flavor, in_child, read_stage1
 from rktcfg.stage1.logs import RotatingLog
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from rktcfg.stage1.base import Flavor
+
 BACKOFF_START = 1.0
 BACKOFF_MAX = 300.0
 BACKOFF_RESET_AFTER = 600.0
@@ -66,6 +72,9 @@ class AppRun:
         self.restarts = 0
         self.backoff = BACKOFF_START
         self.restart_at: float | None = None
+        #: why it last exited, when known beyond the code ("oom-killed")
+        self.reason: str | None = None
+        self.oom_kills = 0
         self.logs = {
             stream: RotatingLog(
                 os.path.join(directory, f"{stream}.log"),
@@ -87,6 +96,7 @@ class AppRun:
             "finished_at": self.finished_ns or None,
             "restarts": self.restarts,
             "pid": self.pid,
+            "reason": self.reason,
         }
 
     def save(self) -> None:
@@ -112,6 +122,21 @@ class Supervisor:
         self.open_pipes = 0
         self.stop_requested = False
         self.force_deadline: float | None = None
+        self.metadata: Any = None
+        self.cgroups: Any = None  # the cgroup driver, loaded on first use (False: none)
+
+    def start_metadata(self) -> None:
+        """Serve the appc metadata service (in the pod's network namespace, on its loopback)
+        and give the apps its URL, token included."""
+        from rktcfg.stage1.metadata import MetadataService, load_or_create_key
+
+        with open(os.path.join(self.pod_dir, "mds-token"), encoding="ascii") as handle:
+            token = handle.read().strip()
+        key = load_or_create_key(self.stage1["data_dir"])
+        self.metadata = MetadataService(self.pod_dir, token=token, key=key)
+        url = self.metadata.start(self.selector)
+        for app in self.apps:
+            app.spec.env["AC_METADATA_URL"] = url
 
     # --- processes -------------------------------------------------------------------------
 
@@ -163,6 +188,11 @@ class Supervisor:
         app.exit_code = 128 - code if code < 0 else code  # killed by signal N: 128 + N
         app.pid = None
         app.finished_ns = time.time_ns()
+        app.reason = None
+        kills = self._oom_kills(app)
+        if kills > app.oom_kills:
+            app.oom_kills = kills
+            app.reason = "oom-killed"
         if app.spec.post_stop:
             self._handler(app.spec.post_stop, app)
         ran = (app.finished_ns - app.started_ns) / 1e9
@@ -174,6 +204,23 @@ class Supervisor:
             app.backoff = min(app.backoff * 2, BACKOFF_MAX)
         app.save()
 
+    def _oom_kills(self, app: AppRun) -> int:
+        """How often the kernel's OOM killer struck in the app's cgroup (0 without one)."""
+        if self.cgroups is None:
+            try:
+                with open(os.path.join(self.pod_dir, "cgroups.json"), encoding="utf-8") as h:
+                    from rktcfg.isolators.cgroups import driver_for
+
+                    self.cgroups = driver_for(json.load(h))
+            except (OSError, ValueError):
+                self.cgroups = False
+        if not self.cgroups:
+            return 0
+        try:
+            return int(self.cgroups.oom_kills(app.spec.name))
+        except (OSError, ValueError):
+            return 0
+
     def _signal_all(self, signum: int) -> None:
         for app in self.apps:
             if app.pid is not None:
@@ -183,7 +230,10 @@ class Supervisor:
     # --- the loop ------------------------------------------------------------------------------
 
     def _pump(self, timeout: float) -> None:
-        for key, _ in self.selector.select(timeout):
+        for key, mask in self.selector.select(timeout):
+            if callable(key.data):  # the metadata service's sockets
+                key.data(key, mask)
+                continue
             app, stream = key.data
             fd = key.fd
             try:
@@ -210,7 +260,24 @@ class Supervisor:
             if app is not None:
                 self._exited(app, status)
 
+    def _wake_on_signals(self) -> None:
+        """SIGCHLD (and the stop signals) wake the loop at once: the signal module writes
+        to a pipe the selector watches, so an exit is seen without waiting for a timeout."""
+        read_end, write_end = os.pipe()
+        for fd in (read_end, write_end):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+
+        def drain(*_: object) -> None:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(read_end, 512):
+                    pass
+
+        self.selector.register(read_end, selectors.EVENT_READ, drain)
+
     def run(self) -> int:
+        self._wake_on_signals()
         for app in self.apps:
             os.makedirs(app.directory, 0o750, exist_ok=True)
             self.start(app)
@@ -224,7 +291,9 @@ class Supervisor:
                 self._signal_all(signal.SIGTERM)
             if self.force_deadline is not None and now >= self.force_deadline:
                 self._signal_all(signal.SIGKILL)
-            self._pump(0.05 if self.open_pipes else 0.0)
+            self._pump(0.05)
+            if self.metadata is not None:
+                self.metadata.expire(time.monotonic())
             self._reap()
             for app in self.apps:
                 if app.restart_at is not None and time.monotonic() >= app.restart_at:
@@ -233,8 +302,8 @@ class Supervisor:
             running = any(a.pid is not None or a.restart_at is not None for a in self.apps)
             if not running and self.open_pipes == 0:
                 break
-            if not self.open_pipes:
-                time.sleep(0.05)
+        if self.metadata is not None:
+            self.metadata.close()
         for app in self.apps:
             for log in app.logs.values():
                 log.close()
@@ -247,21 +316,34 @@ class Supervisor:
         self.stop_requested = True
 
 
+def _teardown(flavor: Flavor, pod_dir: str) -> None:
+    if getattr(flavor, "teardown_inline", False):
+        flavor.teardown(pod_dir)
+    else:
+        in_child(lambda: flavor.teardown(pod_dir))
+
+
 def main(argv: list[str]) -> int:
     pod_dir = argv[1]
     os.chdir(pod_dir)
     _touch(os.path.join(pod_dir, "pid"), f"{os.getpid()}\n")
+    supervisor: Supervisor | None = None
     try:
         supervisor = Supervisor(pod_dir)
         supervisor.flavor.check([a.spec for a in supervisor.apps])
         specs = [a.spec for a in supervisor.apps]
+        boot = getattr(supervisor.flavor, "boot", None)
+        if boot is not None:  # the default flavor's PID 1: the first child, before any other
+            boot(pod_dir, specs)
         in_child(lambda: supervisor.flavor.setup(pod_dir, specs))
+        if supervisor.stage1.get("metadata"):
+            supervisor.start_metadata()
     except Exception as exc:
         _touch(os.path.join(pod_dir, "start-error"), f"{exc}\n")
         sys.stderr.write(f"rktcfg supervisor: cannot start the pod: {exc}\n")
         with contextlib.suppress(Exception):
-            flavor = get_flavor(read_stage1(pod_dir)["flavor"])
-            in_child(lambda: flavor.teardown(pod_dir))
+            flavor = supervisor.flavor if supervisor else get_flavor(read_stage1(pod_dir)["flavor"])
+            _teardown(flavor, pod_dir)
         return 1
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, supervisor.request_stop)
@@ -269,7 +351,7 @@ def main(argv: list[str]) -> int:
         code = supervisor.run()
     finally:
         try:
-            in_child(lambda: supervisor.flavor.teardown(pod_dir))
+            _teardown(supervisor.flavor, pod_dir)
         except Exception as exc:
             sys.stderr.write(f"rktcfg supervisor: teardown failed (gc will retry): {exc}\n")
     return code

@@ -14,10 +14,36 @@ import time
 SUPERVISOR_LOG = "supervisor.log"
 
 
-def launch_supervisor(pod_dir: str, lock_fd: int, *, stdin_fd: int | None = None) -> None:
+def isolate(namespaces: int, hostname: str | None) -> None:
+    """Put the calling process into new namespaces before it execs the supervisor: the
+    ``CLONE_NEW*`` flags in ``namespaces``; a new mount namespace becomes a slave of the
+    host's (mounts flow in, never out), a new UTS namespace gets ``hostname``, a new network
+    namespace gets its loopback up."""
+    from rktcfg.stage1 import linux
+
+    linux.unshare(namespaces)
+    if namespaces & linux.CLONE_NEWNS:
+        linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
+    if namespaces & linux.CLONE_NEWUTS and hostname:
+        import socket
+
+        socket.sethostname(hostname)
+    if namespaces & linux.CLONE_NEWNET:
+        linux.loopback_up()
+
+
+def launch_supervisor(
+    pod_dir: str,
+    lock_fd: int,
+    *,
+    stdin_fd: int | None = None,
+    namespaces: int = 0,
+    hostname: str | None = None,
+) -> None:
     """Start ``python -I -m rktcfg.stage1.init POD_DIR LOCK_FD``; return once it is detached.
     With ``stdin_fd`` the supervisor's stdin is that fd (for an interactive app), else
-    /dev/null."""
+    /dev/null. With ``namespaces`` (CLONE_NEW* flags) it starts in new namespaces
+    (:func:`isolate`); a failure there is written to the pod's ``start-error``."""
     log = os.open(
         os.path.join(pod_dir, SUPERVISOR_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640
     )
@@ -37,8 +63,15 @@ def launch_supervisor(pod_dir: str, lock_fd: int, *, stdin_fd: int | None = None
                 if fd != lock_fd:
                     with contextlib.suppress(OSError):
                         os.close(fd)
+            if namespaces:
+                isolate(namespaces, hostname)
             os.execv(sys.executable, argv)
-        except BaseException:
+        except BaseException as exc:
+            with contextlib.suppress(BaseException):
+                message = f"cannot isolate the pod: {exc}\n"
+                os.write(2, message.encode())
+                with open(os.path.join(pod_dir, "start-error"), "w", encoding="utf-8") as out:
+                    out.write(message)
             os._exit(127)
     os.close(log)
     os.close(devnull)

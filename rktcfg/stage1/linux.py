@@ -104,6 +104,8 @@ def _lib() -> ctypes.CDLL:
         lib.syscall.restype = ctypes.c_long
         lib.prctl.argtypes = [c_int, c_ulong, c_ulong, c_ulong, c_ulong]
         lib.prctl.restype = c_int
+        lib.capset.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.capset.restype = c_int
         _libc = lib
     return _libc
 
@@ -183,6 +185,82 @@ def set_parent_death_signal(signum: int) -> None:
     rc: int = _lib().prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
     if rc != 0:
         raise _failure("prctl(PR_SET_PDEATHSIG)", ctypes.get_errno())
+
+
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_NAME = 15
+_CAP_VERSION_3 = 0x20080522
+
+
+def _prctl(option: int, arg: int, what: str) -> None:
+    rc: int = _lib().prctl(option, arg, 0, 0, 0)
+    if rc != 0:
+        raise _failure(what, ctypes.get_errno())
+
+
+def last_cap() -> int:
+    """The highest capability number this kernel knows."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return 40
+
+
+def drop_bounding_set(keep_mask: int) -> None:
+    """Drop every capability not in ``keep_mask`` from the bounding set (PR_CAPBSET_DROP)."""
+    for cap in range(last_cap() + 1):
+        if not keep_mask & (1 << cap):
+            _prctl(PR_CAPBSET_DROP, cap, f"prctl(PR_CAPBSET_DROP, {cap})")
+
+
+def set_capabilities(effective: int, permitted: int, inheritable: int) -> None:
+    """capset(2) for the calling thread, 64-bit masks (_LINUX_CAPABILITY_VERSION_3)."""
+    header = (ctypes.c_uint32 * 2)(_CAP_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)(
+        effective & 0xFFFFFFFF,
+        permitted & 0xFFFFFFFF,
+        inheritable & 0xFFFFFFFF,
+        effective >> 32,
+        permitted >> 32,
+        inheritable >> 32,
+    )
+    if _lib().capset(header, data) != 0:
+        raise _failure("capset", ctypes.get_errno())
+
+
+PR_SET_KEEPCAPS = 8
+
+
+def keep_capabilities() -> None:
+    """Keep the permitted set across a setuid away from 0 (PR_SET_KEEPCAPS)."""
+    _prctl(PR_SET_KEEPCAPS, 1, "prctl(PR_SET_KEEPCAPS)")
+
+
+def set_no_new_privileges() -> None:
+    _prctl(PR_SET_NO_NEW_PRIVS, 1, "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def set_process_name(name: str) -> None:
+    """The calling thread's comm (what ps shows without arguments), at most 15 bytes."""
+    buf = ctypes.create_string_buffer(name.encode()[:15])
+    rc: int = _lib().prctl(PR_SET_NAME, ctypes.addressof(buf), 0, 0, 0)
+    if rc != 0:
+        raise _failure("prctl(PR_SET_NAME)", ctypes.get_errno())
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` up in the calling process's network namespace (SIOCSIFFLAGS)."""
+    import fcntl
+    import socket
+    import struct
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(sock, siocgifflags, request))[1]
+        fcntl.ioctl(sock, siocsifflags, struct.pack("16sH", b"lo", flags | iff_up))
 
 
 def setns(fd: int, nstype: int = 0) -> None:

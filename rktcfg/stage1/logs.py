@@ -556,7 +556,8 @@ def follow(
 ) -> Iterator[LogLine]:
     """The records of several apps (name -> app directory): first those kept, as
     :func:`read_lines` across the apps (ties in the order of ``app_dirs``, then of ``streams``),
-    then new ones as they are written, through rotations, each ``poll`` seconds. Lines written
+    then new ones as they are written, through rotations (looked for after 5 ms, backing
+    off to every ``poll`` seconds while nothing comes). Lines written
     in one poll interval are merged in time order; ``since_ns`` applies to them too, ``tail``
     only to the kept ones.
 
@@ -571,6 +572,7 @@ def follow(
     ]
     try:
         first = True
+        idle = 0.005  # a quiet pod is looked at less often, up to every ``poll`` seconds
         while True:
             stopping = stop()
             batches = [reader.read_new() for reader in readers]
@@ -582,8 +584,11 @@ def follow(
             yield from lines
             if stopping:
                 return
-            if not any(batches):
-                time.sleep(poll)
+            if any(batches):
+                idle = 0.005
+            else:
+                time.sleep(min(idle, poll))
+                idle *= 2
     finally:
         for reader in readers:
             reader.close([])

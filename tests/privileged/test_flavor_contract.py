@@ -20,7 +20,7 @@ from rktcfg.stage1 import linux
 from rktcfg.store.images import ImageStore
 from rktcfg.store.pods import PodState
 
-FLAVORS = ["fake", "fly"]
+FLAVORS = ["fake", "fly", "default"]
 
 
 @pytest.fixture
@@ -81,8 +81,12 @@ def test_stop_and_teardown(pods: Pods, flavor: str) -> None:
 def test_restart_always_until_stopped(pods: Pods, flavor: str) -> None:
     image = ImageArg(ref="example.com/contract", exec="/bin/echo", args=("again",))
     pod = pods.run([image], PodOptions(flavor=flavor, restart="always"))
-    time.sleep(1.6)  # exits at once; restarted after 1 s
-    status = pods.status(pods.get(pod.uuid))
+    deadline = time.monotonic() + 10  # exits at once; restarted after 1 s
+    while time.monotonic() < deadline:
+        status = pods.status(pods.get(pod.uuid))
+        if status["apps"][0]["restarts"] >= 1:
+            break
+        time.sleep(0.1)
     assert status["state"] == "running" and status["apps"][0]["restarts"] >= 1
     pods.stop(pods.get(pod.uuid))
     _wait(pods, pod.uuid)

@@ -49,3 +49,58 @@ def test_cpu_and_memory() -> None:
         parse_memory_bytes("16m")  # milli-bytes: the classic typo for 16M
     with pytest.raises(QuantityError, match="whole number of bytes"):
         parse_memory_bytes("4096.5")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1k", Fraction(1000)),
+        ("1K", Fraction(1000)),  # the appc spec's spelling; Go refuses it, we read it as k
+        ("3n", Fraction(3, 10**9)),
+        ("250000u", Fraction(1, 4)),
+        ("1Ti", Fraction(2**40)),
+        ("1Pi", Fraction(2**50)),
+        ("1Ei", Fraction(2**60)),
+        ("2T", Fraction(2 * 10**12)),
+        ("2P", Fraction(2 * 10**15)),
+        ("2E", Fraction(2 * 10**18)),  # exa, not an exponent
+        ("2E2", Fraction(200)),
+        ("1.5Gi", Fraction(3 * 2**29)),
+        ("+5", Fraction(5)),
+        ("-0", Fraction(0)),
+    ],
+)
+def test_every_suffix(text: str, value: Fraction) -> None:
+    assert parse_quantity(text) == value
+
+
+@pytest.mark.parametrize("bad", ["-1", "-500m", "-1Gi", -2, -0.5])
+def test_negative_quantities_say_so(bad: object) -> None:
+    with pytest.raises(QuantityError, match="must not be negative"):
+        parse_quantity(bad)
+    with pytest.raises(
+        QuantityError, match=r"^must be a CPU quantity like 500m or 2, not negative"
+    ):
+        parse_cpu_millis(bad)
+    with pytest.raises(QuantityError, match=r"^must be a memory quantity .*, not negative$"):
+        parse_memory_bytes(bad)
+
+
+@pytest.mark.parametrize("bad", ["1KI", "1kI", "1ki", "1e", "1Mb", "Ki", "1e1000"])
+def test_bad_suffixes(bad: str) -> None:
+    with pytest.raises(QuantityError):
+        parse_quantity(bad)
+
+
+def test_integers_in_base_units() -> None:
+    assert parse_cpu_millis("1") == 1000 and isinstance(parse_cpu_millis("1"), int)
+    assert parse_cpu_millis("100000u") == 100
+    assert parse_memory_bytes("4096") == 4096 and isinstance(parse_memory_bytes("4Ki"), int)
+    assert parse_memory_bytes("4Ki") == 4096
+    assert parse_memory_bytes("5K") == 5000
+    assert parse_memory_bytes("42Mi") == 44040192
+    assert parse_memory_bytes("1e9") == 10**9
+    with pytest.raises(QuantityError, match="at least 4096 bytes"):
+        parse_memory_bytes("4095")
+    with pytest.raises(QuantityError, match="at least 4096 bytes"):
+        parse_memory_bytes("4K")
