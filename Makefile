@@ -57,6 +57,10 @@ test: lint typecheck pytest
 DEMO_DIR ?= $(CURDIR)/build/demo
 DEMO     := $(VENV)/bin/rktcfg --dir $(DEMO_DIR)/data
 
+# What the default-flavor demo pod prints: its hostname, its PID, and its memory limit.
+DEMO_DEFAULT_SH := echo hello from \$$(hostname), PID \$$\$$, memory limit \$$(cat \
+	/sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/unified/memory.max 2>/dev/null)
+
 demo: venv
 	$(VENV)/bin/rktcfg version
 	$(VENV)/bin/rktcfg config --show-origin
@@ -70,6 +74,8 @@ demo: venv
 		chroot $(DEMO_DIR)/rootfs /bin/busybox echo "hello from the example.com/busybox rootfs"; \
 		$(DEMO) run --stage1 fly --name demo-$$$$ example.com/busybox --exec /bin/echo -- \
 			"hello from a fly pod"; \
+		$(DEMO) run --name demo-default-$$$$ example.com/busybox --memory 64Mi --cpu 500m \
+			--exec /bin/sh -- -c "$(DEMO_DEFAULT_SH)"; \
 		$(DEMO) list; \
 		$(DEMO) gc --grace-period 0; \
 	else echo "(not root: the fly flavor needs root; not running a pod)"; fi

@@ -128,7 +128,18 @@ def main() -> int:
         rss: dict[str, int] = {}
         for flavor in ("fly", "default"):
             uuid = subprocess.run(
-                [*base, "run", "-d", "--stage1", flavor, "example.com/bench", "--exec", "/bin/sleep", "--", "30"],
+                [
+                    *base,
+                    "run",
+                    "-d",
+                    "--stage1",
+                    flavor,
+                    "example.com/bench",
+                    "--exec",
+                    "/bin/sleep",
+                    "--",
+                    "30",
+                ],
                 env=env,
                 check=True,
                 capture_output=True,

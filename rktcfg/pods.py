@@ -634,6 +634,11 @@ class Pods:
                 app_status = {"name": spec["name"], "state": "created", "exit_code": None}
             app_status["image"] = spec.get("image_name")
             app_status["image_id"] = spec.get("image_id")
+            if "isolation" in spec:
+                isolation = spec["isolation"]
+                app_status["limits"] = isolation.get("limits")
+                app_status["capabilities"] = isolation.get("capabilities")
+                app_status["isolators_ignored"] = isolation.get("ignored", [])
             if state is not PodState.RUNNING and app_status.get("state") == "running":
                 app_status["state"] = "unknown"  # the supervisor died with it running
             apps.append(app_status)

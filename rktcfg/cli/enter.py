@@ -23,14 +23,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.add_argument("pod", metavar="UUID", help="the pod (UUID, prefix or name)")
     parser.add_argument("--app", metavar="NAME", help="the app to enter")
-    parser.add_argument("command", nargs=_argparse.REMAINDER, metavar="CMD")
+    parser.add_argument("argv", nargs=_argparse.REMAINDER, metavar="CMD")
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from rktcfg.errors import UsageError
     from rktcfg.pods import Pods
 
-    command = list(args.command)
+    command = list(args.argv)
+    app = args.app
+    while command and command[0].startswith("--app"):  # --app after the UUID
+        flag = command.pop(0)
+        if flag == "--app":
+            if not command:
+                raise UsageError("--app needs a NAME")
+            app = command.pop(0)
+        elif flag.startswith("--app="):
+            app = flag.partition("=")[2]
+        else:
+            raise UsageError(f"{flag}: unknown flag (CMD goes after --)")
     if command[:1] == ["--"]:
         command = command[1:]
     pods = Pods(ctx.data_dir())
-    return pods.enter(pods.get(args.pod), args.app, command or ["/bin/sh"])
+    return pods.enter(pods.get(args.pod), app, command or ["/bin/sh"])

@@ -192,7 +192,8 @@ class Supervisor:
         kills = self._oom_kills(app)
         if kills > app.oom_kills:
             app.oom_kills = kills
-            app.reason = "oom-killed"
+            if code == -signal.SIGKILL:  # the app itself, not only a child of it
+                app.reason = "oom-killed"
         if app.spec.post_stop:
             self._handler(app.spec.post_stop, app)
         ran = (app.finished_ns - app.started_ns) / 1e9

@@ -111,8 +111,10 @@ def _lib() -> ctypes.CDLL:
 
 
 def load() -> None:
-    """Open libc now (before a chroot takes it out of reach)."""
+    """Open libc and read what later calls need (before a chroot or a mount namespace
+    takes /proc/sys and Python's codecs out of reach)."""
     _lib()
+    last_cap()
 
 
 def _encode(path: str | None) -> bytes | None:
@@ -199,13 +201,19 @@ def _prctl(option: int, arg: int, what: str) -> None:
         raise _failure(what, ctypes.get_errno())
 
 
+_last_cap: int | None = None
+
+
 def last_cap() -> int:
-    """The highest capability number this kernel knows."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as handle:
-            return int(handle.read().strip())
-    except (OSError, ValueError):
-        return 40
+    """The highest capability number this kernel knows (read once)."""
+    global _last_cap
+    if _last_cap is None:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap", "rb") as handle:
+                _last_cap = int(handle.read().strip())
+        except (OSError, ValueError):
+            _last_cap = 40
+    return _last_cap
 
 
 def drop_bounding_set(keep_mask: int) -> None:

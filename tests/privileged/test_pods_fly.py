@@ -6,18 +6,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from imagehelpers import manifest, read_all
+from podhelpers import BUSYBOX, RKTCFG, mounts_below, rktcfg
 
 from rktcfg.image.build import build_aci
-
-BUSYBOX = Path("/bin/busybox")
-RKTCFG = str(Path(sys.executable).parent / "rktcfg")
 
 
 def busybox_rootfs(root: Path) -> Path:
@@ -79,24 +76,6 @@ def data(tmp_path: Path, images: dict[str, Path]) -> Iterator[str]:
 
         linux.unmount_below(directory)
     assert left == [], (gc.stdout, gc.stderr, rktcfg(directory, "list", "-o", "json").stdout)
-
-
-def rktcfg(
-    data: str, *args: str, check: bool = True, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [RKTCFG, "--dir", data, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"rktcfg {' '.join(args)}: {result.returncode}\n{result.stderr}")
-    return result
-
-
-def mounts_below(path: str) -> list[str]:
-    real = os.path.realpath(path)
-    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-        points = [line.split()[4] for line in handle]
-    return [p for p in points if p == real or p.startswith(real + "/")]
 
 
 def fly(data: str, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
