@@ -234,6 +234,27 @@ def test_pid_1_is_the_pods_init_and_the_host_is_invisible(data: str) -> None:
     assert status(data, "named")["hostname"] == "box.example.com"
 
 
+def test_pid_1_reaps_orphans_and_forwards_signals(data: str) -> None:
+    # The shell starts orphans (their parent subshell exits at once: PID 1 adopts them),
+    # and traps SIGTERM; the test signals the pod's PID 1 from the host.
+    script = (
+        "trap 'echo got-term; exit 0' TERM; (sleep 0.2 &); (sleep 300 &); sleep 1; "
+        "echo zombies=$(grep -l 'State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l); "
+        "while :; do sleep 0.1; done"
+    )
+    uuid = detach(data, "example.com/busybox", "--exec", "/bin/sh", "--", "-c", script)
+    log = pod_dir(data, uuid) / "apps" / "busybox" / "stdout.log"
+    assert wait_for(lambda: "zombies=" in log.read_text(), 10), log.read_text()
+    assert "zombies=0" in log.read_text()  # the orphaned sleep 0.2 was reaped by PID 1
+    init_pid = status(data, uuid)["init_pid"]
+    with open(f"/proc/{init_pid}/comm", encoding="ascii") as handle:
+        assert handle.read().strip() == "rktcfg-init"
+    os.kill(init_pid, signal.SIGTERM)
+    assert wait_for(lambda: status(data, uuid)["state"] == "exited", 10)
+    assert "got-term" in log.read_text()
+    assert status(data, uuid)["apps"][0]["exit_code"] == 0
+
+
 # --- 2. capabilities and no_new_privs --------------------------------------------------------
 
 
