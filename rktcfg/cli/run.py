@@ -56,13 +56,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 def attach(pods: object, uuid: str, ctx: Context) -> int:
     """Stream the pod's output until it exits; forward SIGINT/SIGTERM; its exit status."""
+    import contextlib
     import os
     import signal
     import sys
+    import threading
 
     from rktcfg.pods import Pods
     from rktcfg.stage1.logs import follow
-    from rktcfg.store.pods import PodState
+    from rktcfg.store.pods import PodState, wait_lock_free
 
     assert isinstance(pods, Pods)
     pod = pods.get(uuid)
@@ -78,7 +80,16 @@ def attach(pods: object, uuid: str, ctx: Context) -> int:
         }
         out = getattr(sys.stdout, "buffer", None)
         err = getattr(sys.stderr, "buffer", None)
-        for line in follow(app_dirs, stop=lambda: pod.state() is not PodState.RUNNING):
+        exited = threading.Event()
+
+        def watch() -> None:  # wakes the follow loop the moment the supervisor exits
+            with contextlib.suppress(OSError):
+                wait_lock_free(pod.path)
+            exited.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        stop = lambda: pod.state() is not PodState.RUNNING  # noqa: E731
+        for line in follow(app_dirs, stop=stop, wake=exited):
             target = out if line.stream == "stdout" else err
             if target is None:
                 text = line.as_written().decode("utf-8", "replace")

@@ -19,7 +19,7 @@ Names use the spec's strict regexes from :mod:`rktcfg.names` (stricter than Go's
 :func:`image_manifest_to_json` and :func:`pod_manifest_to_json` write canonical 0.8.11 JSON, and
 ``parse(to_json(m)) == m``; what the document carried is kept, unchanged, in ``raw``.
 
-Pure: no I/O, apart from :func:`host_os_arch` asking the platform module what it runs on.
+Pure: no I/O, apart from :func:`host_os_arch` asking the kernel (uname) what it runs on.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -361,9 +362,8 @@ def appc_os_arch(system: str, machine: str) -> tuple[str, str]:
 
 def host_os_arch() -> tuple[str, str]:
     """This host's os and arch in appc naming: ``("linux", "amd64")`` on x86_64 Linux."""
-    import platform  # only needed here
-
-    return appc_os_arch(platform.system(), platform.machine())
+    uname = os.uname()  # what platform.system() and machine() read, without importing it
+    return appc_os_arch(uname.sysname, uname.machine)
 
 
 def check_runs_here(manifest: ImageManifest, host: tuple[str, str] | None = None) -> None:

@@ -451,13 +451,14 @@ class DefaultFlavor:
         self.init_pid = None
 
     def teardown(self, pod_dir: str) -> list[str]:
-        from rktcfg.stage1 import linux
-
+        """In the supervisor: end the pod and remove its cgroups. Its mounts are in the
+        supervisor's own mount namespace and vanish with it (gc unmounts anything the host
+        still has below the pod directory)."""
         self.stop_init()
         left = remove_cgroups(pod_dir)
         if left:
             raise RuntimeError(f"cgroups still in use: {', '.join(left)}")
-        return linux.unmount_below(pod_dir)
+        return []
 
 
 # --- enter -------------------------------------------------------------------------------------

@@ -94,5 +94,5 @@ def wait_started(pod_dir: str, lock_is_free: object, timeout: float = 60.0) -> s
             if os.path.exists(os.path.join(pod_dir, "started")):
                 return None
             return f"the supervisor exited before starting the apps (see {SUPERVISOR_LOG})"
-        time.sleep(0.01)
+        time.sleep(0.002)
     return "timed out waiting for the pod to start"

@@ -56,6 +56,7 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
+    from typing import Any
 
 DEFAULT_MAX_BYTES = 10 << 20
 DEFAULT_KEEP = 3
@@ -553,6 +554,7 @@ def follow(
     tail: int | None = None,
     stop: Callable[[], bool],
     poll: float = 0.1,
+    wake: Any = None,
 ) -> Iterator[LogLine]:
     """The records of several apps (name -> app directory): first those kept, as
     :func:`read_lines` across the apps (ties in the order of ``app_dirs``, then of ``streams``),
@@ -564,7 +566,8 @@ def follow(
     ``stop`` is asked before each look at the files; once it has said True, the records written
     until then are yielded (a torn last record as it is) and the iteration ends. A writer that
     rotates through all ``keep`` files between two looks loses the records of the files dropped
-    in between; the reader goes on from the oldest kept file.
+    in between; the reader goes on from the oldest kept file. ``wake`` (an Event) cuts a wait
+    short, so the end is seen at once.
     """
     _check_tail(tail)
     readers = [
@@ -586,6 +589,9 @@ def follow(
                 return
             if any(batches):
                 idle = 0.005
+            elif wake is not None:  # a threading.Event set when ``stop`` turns true
+                wake.wait(min(idle, poll))
+                idle *= 2
             else:
                 time.sleep(min(idle, poll))
                 idle *= 2

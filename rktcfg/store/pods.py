@@ -92,6 +92,16 @@ def _lock_is_held(path: str) -> bool:
     return False
 
 
+def wait_lock_free(path: str) -> None:
+    """Block until no one holds the directory's exclusive lock (a pod's supervisor has
+    exited), taking and dropping a shared lock as the state readers do."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    finally:
+        os.close(fd)
+
+
 class Pod:
     """A pod as found on disk. ``state`` is read each time it is asked for."""
 
