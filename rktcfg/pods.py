@@ -35,20 +35,6 @@ DEFAULT_CGROUPS_FILE = "cgroups.json"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ImageArg:
-    """One image of a pod, as given on the command line: ``IMAGE [--exec PATH] [-- ARGS]``."""
-
-    ref: str
-    exec: str | None = None
-    args: tuple[str, ...] = ()
-    #: appc isolator dicts from the command line (--cpu, --memory, --caps-*): the top layer
-    cli_isolators: tuple[dict[str, Any], ...] = ()
-    #: appc isolator dicts from a pod file: above the image's, below the command line's
-    pod_isolators: tuple[dict[str, Any], ...] = ()
-    read_only_rootfs: bool = False
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Volume:
     name: str
     source: str = ""  # host volumes only
@@ -64,6 +50,33 @@ class Volume:
 class MountArg:
     volume: str
     target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageArg:
+    """One image of a pod, as given on the command line: ``IMAGE [--exec PATH] [-- ARGS]``."""
+
+    ref: str
+    exec: str | None = None
+    args: tuple[str, ...] = ()
+    #: appc isolator dicts from the command line (--cpu, --memory, --caps-*): the top layer
+    cli_isolators: tuple[dict[str, Any], ...] = ()
+    #: appc isolator dicts from a pod file: above the image's, below the command line's
+    pod_isolators: tuple[dict[str, Any], ...] = ()
+    read_only_rootfs: bool = False
+    # from a pod file (each None or empty: the image's own)
+    name: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    user: str | None = None
+    group: str | None = None
+    supplementary_groups: tuple[str, ...] = ()
+    working_directory: str | None = None
+    mounts: tuple[MountArg, ...] = ()
+    #: {"exec": [...], "interval_s": float, "timeout_s": float, "retries": int}
+    health_check: dict[str, Any] | None = None
+    annotations: tuple[tuple[str, str], ...] = ()
+    ports: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +92,9 @@ class PodOptions:
     log_keep: int = 3
     fetch: Any = None  # FetchOptions for images not in the store
     interactive: bool = False  # the app's stdin is the caller's (run only)
+    #: pod annotations (apply's ownership records), and the pod file's spec (spec.json)
+    annotations: tuple[tuple[str, str], ...] = ()
+    spec: dict[str, Any] | None = None
     # the default flavor
     hostname: str | None = None
     net: str = "none"  # none (loopback only) | host
@@ -193,10 +209,15 @@ def _shift_ownership(rootfs: str, base: int) -> None:
 
 
 def _app_volumes(
-    app: Any, opts: PodOptions, volumes: dict[str, Volume], *, default: bool
+    app: Any,
+    opts: PodOptions,
+    volumes: dict[str, Volume],
+    *,
+    default: bool,
+    extra: tuple[MountArg, ...] = (),
 ) -> list[dict[str, Any]]:
-    """The volumes one app mounts: --mount pairs first, then the image's mount points that a
-    volume of the same name satisfies."""
+    """The volumes one app mounts: --mount pairs (the pod's, then the app's own) first, then
+    the image's mount points that a volume of the same name satisfies."""
 
     def entry(volume: Volume, target: str, read_only: bool) -> dict[str, Any]:
         recursive = volume.recursive if volume.recursive is not None else default
@@ -209,9 +230,16 @@ def _app_volumes(
             "recursive": recursive,
         }
 
-    out = [entry(volumes[m.volume], m.target, volumes[m.volume].read_only) for m in opts.mounts]
+    mounts = (*opts.mounts, *extra)
+    for mount in extra:
+        if mount.volume not in volumes:
+            raise InputError(f"mount of volume {mount.volume!r}: no such volume")
+    out = [
+        entry(volumes[m.volume], m.target, volumes[m.volume].read_only or m.read_only)
+        for m in mounts
+    ]
     for mp in app.mount_points if app else ():
-        if mp.name in volumes and not any(m.volume == mp.name for m in opts.mounts):
+        if mp.name in volumes and not any(m.volume == mp.name for m in mounts):
             volume = volumes[mp.name]
             out.append(entry(volume, mp.path, volume.read_only or mp.read_only))
     return out
@@ -400,7 +428,13 @@ class Pods:
         apps: list[dict[str, Any]] = []
         runtime_apps: list[dict[str, Any]] = []
         for image, (image_id, manifest, tree, raw_manifest) in zip(images, resolved, strict=True):
-            name = _app_name(manifest, taken)
+            if image.name is not None:
+                if image.name in taken:
+                    raise InputError(f"two apps are named {image.name!r}")
+                name = image.name
+                taken.add(name)
+            else:
+                name = _app_name(manifest, taken)
             app = manifest.app
             label = manifest.name_version
             if app is None and image.exec is None:
@@ -427,18 +461,31 @@ class Pods:
             for variable in app.environment if app else ():
                 env[variable.name] = variable.value
             env.update({"AC_APP_NAME": name, "container": "rktcfg"})
+            env.update(dict(image.env))
             env.update(dict(opts.set_env))
-            workdir = (app.working_directory if app else None) or "/"
-            argv[0] = _find_exec(source_root, argv[0], workdir, env.get("PATH", APP_PATH), label)
-            user = app.user if app else "0"
-            group = app.group if app else "0"
+            given = image_env | {k for k, _ in image.env} | {k for k, _ in opts.set_env}
+            workdir = image.working_directory or (app.working_directory if app else None) or "/"
+            path = env.get("PATH", APP_PATH)
+            argv[0] = _find_exec(source_root, argv[0], workdir, path, label)
+            user = image.user or (app.user if app else "0")
+            group = image.group or (app.group if app else "0")
             uid = _lookup_id(source_root, user, "passwd", "user", label)
             gid = _lookup_id(source_root, group, "group", "group", label)
+            groups = list(app.supplementary_gids) if app else []
+            groups += [
+                _lookup_id(source_root, g, "group", "group", label)
+                for g in image.supplementary_groups
+            ]
             if default and uid == 0:
                 for key, value in ROOT_ENV.items():
-                    if key not in image_env and key not in dict(opts.set_env):
+                    if key not in given:
                         env[key] = value
-            app_volumes = _app_volumes(app, opts, volumes, default=default)
+            health = None
+            if image.health_check is not None:
+                check_argv = list(image.health_check["exec"])
+                check_argv[0] = _find_exec(source_root, check_argv[0], workdir, path, label)
+                health = {**image.health_check, "exec": check_argv}
+            app_volumes = _app_volumes(app, opts, volumes, default=default, extra=image.mounts)
             handlers = {h.name: list(h.exec) for h in (app.event_handlers if app else ())}
             spec: dict[str, Any] = {
                 "name": name,
@@ -449,7 +496,8 @@ class Pods:
                 "env": env,
                 "uid": uid,
                 "gid": gid,
-                "groups": list(app.supplementary_gids) if app else [],
+                "groups": groups,
+                "health_check": health,
                 "working_directory": workdir,
                 "pre_start": handlers.get("pre-start"),
                 "post_stop": handlers.get("post-stop"),
@@ -481,7 +529,8 @@ class Pods:
                         "isolators": list(image.pod_isolators) + list(image.cli_isolators),
                     },
                     "readOnlyRootFS": image.read_only_rootfs,
-                    "annotations": [],
+                    "annotations": [{"name": k, "value": v} for k, v in image.annotations],
+                    "ports": list(image.ports),
                 }
             )
         pod.write_json(
@@ -491,9 +540,11 @@ class Pods:
                 "acKind": "PodManifest",
                 "apps": runtime_apps,
                 "volumes": [_volume_json(v) for v in volumes.values()],
-                "annotations": [],
+                "annotations": [{"name": k, "value": v} for k, v in opts.annotations],
             },
         )
+        if opts.spec is not None:
+            pod.write_json("spec.json", opts.spec)
         stage1: dict[str, Any] = {
             "flavor": opts.flavor,
             "restart": opts.restart,

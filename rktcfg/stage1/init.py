@@ -8,7 +8,9 @@ It sets the pod up through the flavor, starts each app (running ``pre-start`` ha
 first), pumps the apps' stdout and stderr into rotating log files, writes each app's status
 (``apps/<app>/status.json``: exit code, times, restarts), applies the restart policy
 (``never``, ``on-failure``, ``always``; backoff 1 s doubling to 5 min, reset after 10 min
-up), runs ``post-stop`` handlers, and on SIGTERM stops the apps with SIGTERM and then SIGKILL
+up), runs each app's health check (every interval, killed after its timeout; after
+``retries`` failures in a row the app is killed and its restart policy applies), runs
+``post-stop`` handlers, and on SIGTERM stops the apps with SIGTERM and then SIGKILL
 after the grace period. The pod's exit status (``exit-code``) is the first failing app's
 code, in manifest order, or 0.
 """
@@ -75,6 +77,14 @@ class AppRun:
         #: why it last exited, when known beyond the code ("oom-killed")
         self.reason: str | None = None
         self.oom_kills = 0
+        #: the health check: {"exec", "interval_s", "timeout_s", "retries"}, or None
+        self.check: dict[str, Any] | None = spec.raw.get("health_check")
+        self.health: str | None = None  # starting | healthy | unhealthy
+        self.failures = 0
+        self.check_pid: int | None = None
+        self.check_deadline = 0.0
+        self.next_check = 0.0
+        self.killed_unhealthy = False
         self.logs = {
             stream: RotatingLog(
                 os.path.join(directory, f"{stream}.log"),
@@ -97,6 +107,8 @@ class AppRun:
             "restarts": self.restarts,
             "pid": self.pid,
             "reason": self.reason,
+            "health": self.health,
+            "health_failures": self.failures if self.check else None,
         }
 
     def save(self) -> None:
@@ -181,6 +193,9 @@ class Supervisor:
         app.started_ns = time.time_ns()
         app.finished_ns = 0
         app.exit_code = None
+        if app.check:
+            app.health, app.failures, app.killed_unhealthy = "starting", 0, False
+            app.next_check = time.monotonic() + min(1.0, float(app.check["interval_s"]))
         app.save()
 
     def _exited(self, app: AppRun, status: int) -> None:
@@ -188,7 +203,10 @@ class Supervisor:
         app.exit_code = 128 - code if code < 0 else code  # killed by signal N: 128 + N
         app.pid = None
         app.finished_ns = time.time_ns()
-        app.reason = None
+        app.reason = "unhealthy" if app.killed_unhealthy else None
+        if app.check_pid is not None:  # its check dies with it
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(app.check_pid, signal.SIGKILL)
         kills = self._oom_kills(app)
         if kills > app.oom_kills:
             app.oom_kills = kills
@@ -250,7 +268,8 @@ class Supervisor:
 
     def _reap(self) -> None:
         by_pid = {app.pid: app for app in self.apps if app.pid is not None}
-        while by_pid:
+        checks = {app.check_pid: app for app in self.apps if app.check_pid is not None}
+        while by_pid or checks:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -260,6 +279,55 @@ class Supervisor:
             app = by_pid.pop(pid, None)
             if app is not None:
                 self._exited(app, status)
+                continue
+            app = checks.pop(pid, None)
+            if app is not None:
+                self._checked(app, os.waitstatus_to_exitcode(status) == 0)
+
+    # --- health checks -----------------------------------------------------------------------
+
+    def _run_checks(self, now: float) -> None:
+        """Start the checks that are due; kill those past their timeout (a failure)."""
+        for app in self.apps:
+            check = app.check
+            if check is None or app.pid is None or self.stop_requested:
+                continue
+            if app.check_pid is not None:
+                if now >= app.check_deadline:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(app.check_pid, signal.SIGKILL)
+                continue
+            if now < app.next_check:
+                continue
+            devnull = os.open(os.devnull, os.O_RDWR)
+            try:
+                app.check_pid = self.flavor.spawn(
+                    self.pod_dir, app.spec, list(check["exec"]), (devnull, devnull, devnull)
+                )
+            finally:
+                os.close(devnull)
+            app.check_deadline = now + float(check["timeout_s"])
+
+    def _checked(self, app: AppRun, passed: bool) -> None:
+        """A check ended: healthy on success; after ``retries`` failures in a row the app is
+        killed, and its restart policy decides what follows."""
+        check = app.check
+        assert check is not None
+        app.check_pid = None
+        app.next_check = time.monotonic() + float(check["interval_s"])
+        before = (app.health, app.failures)
+        if passed:
+            app.health, app.failures = "healthy", 0
+        else:
+            app.failures += 1
+            if app.failures >= int(check["retries"]):
+                app.health = "unhealthy"
+                if app.pid is not None and not app.killed_unhealthy:
+                    app.killed_unhealthy = True
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(app.pid, signal.SIGKILL)
+        if (app.health, app.failures) != before:
+            app.save()
 
     def _wake_on_signals(self) -> None:
         """SIGCHLD (and the stop signals) wake the loop at once: the signal module writes
@@ -296,11 +364,15 @@ class Supervisor:
             if self.metadata is not None:
                 self.metadata.expire(time.monotonic())
             self._reap()
+            self._run_checks(time.monotonic())
             for app in self.apps:
                 if app.restart_at is not None and time.monotonic() >= app.restart_at:
                     app.restarts += 1
                     self.start(app)
-            running = any(a.pid is not None or a.restart_at is not None for a in self.apps)
+            running = any(
+                a.pid is not None or a.restart_at is not None or a.check_pid is not None
+                for a in self.apps
+            )
             if not running and self.open_pipes == 0:
                 break
         if self.metadata is not None:

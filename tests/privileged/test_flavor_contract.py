@@ -92,3 +92,41 @@ def test_restart_always_until_stopped(pods: Pods, flavor: str) -> None:
     _wait(pods, pod.uuid)
     assert pods.exit_code(pods.get(pod.uuid)) == 0
     assert os.path.exists(pods.get(pod.uuid).file("exit-code"))
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_health_checks_mark_healthy_or_kill_and_restart(pods: Pods, flavor: str) -> None:
+    def check(code: int) -> dict[str, object]:
+        argv = ["/bin/sh", "-c", f"exit {code}"]
+        return {"exec": argv, "interval_s": 0.2, "timeout_s": 1.0, "retries": 2}
+
+    healthy = ImageArg(
+        ref="example.com/contract", exec="/bin/sleep", args=("60",), health_check=check(0)
+    )
+    pod = pods.run([healthy], PodOptions(flavor=flavor, grace_seconds=2))
+
+    def app_status() -> dict[str, object]:
+        return pods.status(pods.get(pod.uuid))["apps"][0]  # type: ignore[no-any-return]
+
+    deadline = time.monotonic() + 10
+    while app_status()["health"] != "healthy" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert app_status()["health"] == "healthy" and app_status()["restarts"] == 0
+    pods.stop(pods.get(pod.uuid))
+    _wait(pods, pod.uuid)
+
+    failing = ImageArg(
+        ref="example.com/contract",
+        exec="/bin/sleep",
+        args=("60",),
+        health_check=check(1),
+    )
+    pod = pods.run([failing], PodOptions(flavor=flavor, restart="on-failure", grace_seconds=2))
+    deadline = time.monotonic() + 15
+    while app_status()["restarts"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status = app_status()
+    assert status["restarts"] >= 1, status  # killed after 2 failed checks, then restarted
+    assert status["reason"] == "unhealthy", status  # why it last exited (it runs again)
+    pods.stop(pods.get(pod.uuid))
+    _wait(pods, pod.uuid)
