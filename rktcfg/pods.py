@@ -28,10 +28,19 @@ FLAVORS_AVAILABLE = ("fly", "default")
 NETS = ("none", "host")
 #: The size of a pod's user namespace (--private-users): ids 0..65535 of the pod.
 USERNS_SIZE = 65536
+#: Where ids of an image that the pod's range cannot hold end up (nobody/nogroup).
+USERNS_OVERFLOW = 65534
 #: Flavors the library accepts: the available ones, and the test flavor (never the CLI's).
 LIBRARY_FLAVORS = (*FLAVORS_AVAILABLE, "fake")
 RESTART_POLICIES = ("never", "on-failure", "always")
 DEFAULT_CGROUPS_FILE = "cgroups.json"
+#: RFC 1123 host names, at most 64 characters (the kernel's HOST_NAME_MAX).
+_HOSTNAME = re.compile(
+    r"(?=.{1,64}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+#: In a pod directory: a person stopped this pod (``rktcfg stop``), apply must not restart it.
+STOPPED_BY_USER = "stopped-by-user"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +101,8 @@ class PodOptions:
     log_keep: int = 3
     fetch: Any = None  # FetchOptions for images not in the store
     interactive: bool = False  # the app's stdin is the caller's (run only)
+    #: the pod this one replaces (apply): it may carry the same name until it is removed
+    replaces: str | None = None
     #: pod annotations (apply's ownership records), and the pod file's spec (spec.json)
     annotations: tuple[tuple[str, str], ...] = ()
     spec: dict[str, Any] | None = None
@@ -196,9 +207,12 @@ def _shift_ownership(rootfs: str, base: int) -> None:
     """Add ``base`` to the owner and group of everything in ``rootfs`` (a private copy), for a
     pod whose root is host uid ``base``. chown clears setuid and setgid bits: they are put back."""
 
+    def inside(ident: int) -> int:  # ids the pod's range cannot hold become "nobody"
+        return base + (ident if ident < USERNS_SIZE else USERNS_OVERFLOW)
+
     def shift(path: str) -> None:
         st = os.lstat(path)
-        os.lchown(path, st.st_uid + base, st.st_gid + base)
+        os.lchown(path, inside(st.st_uid), inside(st.st_gid))
         if not os.path.islink(path) and st.st_mode & 0o6000:
             os.chmod(path, st.st_mode & 0o7777)
 
@@ -273,39 +287,56 @@ USERNS_LAST = 32767
 
 
 def take_user_range(data_dir: str, pod_uuid: str) -> int:
-    """Lease a host uid range of :data:`USERNS_SIZE` ids for a pod: one lease file per range,
-    created with O_EXCL (two prepares never get the one range), reclaimed when its pod is
-    gone. Returns the range's first host uid."""
+    """Lease a host uid range of :data:`USERNS_SIZE` ids for a pod: one lease file per range
+    holding its pod's UUID, put in place with link(2) (it appears whole, and two prepares
+    never get one range), reclaimed when its pod is gone. Returns the range's first uid."""
     directory = os.path.join(data_dir, USERNS_DIR)
     os.makedirs(directory, 0o700, exist_ok=True)
     pods_root = os.path.join(data_dir, "pods")
-    for slot in range(USERNS_FIRST, USERNS_LAST + 1):
-        base = slot * USERNS_SIZE
-        lease = os.path.join(directory, str(base))
-        try:
-            fd = os.open(lease, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
+    tmp = os.path.join(directory, f".{pod_uuid}.tmp")
+    with open(tmp, "w", encoding="ascii") as handle:
+        handle.write(pod_uuid + "\n")
+    try:
+        for slot in range(USERNS_FIRST, USERNS_LAST + 1):
+            base = slot * USERNS_SIZE
+            lease = os.path.join(directory, str(base))
             try:
-                with open(lease, encoding="ascii") as handle:
-                    owner = handle.read().strip()
-            except FileNotFoundError:
-                continue
-            alive = owner and any(
-                os.path.isdir(os.path.join(pods_root, phase, owner))
-                for phase in ("embryo", "prepare", "prepared", "run", "exited-garbage")
-            )
-            if alive or not owner:
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(lease)  # its pod is gone: reclaim it, then race for it again
-            try:
-                fd = os.open(lease, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.link(tmp, lease)
+                return base
             except FileExistsError:
-                continue
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(pod_uuid + "\n")
-        return base
-    raise RuntimeFailure("no free user namespace range left for --private-users")
+                pass
+            if _lease_is_stale(lease, pods_root):
+                # Move it aside under a name of our own, then look again: of two reclaimers
+                # only one rename succeeds, and a lease taken meanwhile is put back.
+                aside = os.path.join(directory, f".{pod_uuid}.stale")
+                try:
+                    os.rename(lease, aside)
+                except FileNotFoundError:
+                    continue
+                if _lease_is_stale(aside, pods_root):
+                    os.unlink(aside)
+                    with contextlib.suppress(FileExistsError):
+                        os.link(tmp, lease)
+                        return base
+                else:
+                    with contextlib.suppress(FileExistsError):
+                        os.link(aside, lease)
+                    os.unlink(aside)
+        raise RuntimeFailure("no free user namespace range left for --private-users")
+    finally:
+        os.unlink(tmp)
+
+
+def _lease_is_stale(lease: str, pods_root: str) -> bool:
+    try:
+        with open(lease, encoding="ascii") as handle:
+            owner = handle.read().strip()
+    except FileNotFoundError:
+        return False
+    return not owner or not any(
+        os.path.isdir(os.path.join(pods_root, phase, owner))
+        for phase in ("embryo", "prepare", "prepared", "run", "exited-garbage")
+    )
 
 
 def release_user_range(data_dir: str, pod_uuid: str) -> None:
@@ -366,9 +397,24 @@ class Pods:
                     f"the {opts.flavor} flavor enforces no isolators: --cpu, --memory and "
                     "--caps-* are ignored"
                 )
-        if opts.name is not None and any(p.name() == opts.name for p in self.store.pods()):
+        if opts.name is not None and any(
+            p.name() == opts.name and p.uuid != opts.replaces for p in self.store.pods()
+        ):
             raise InputError(f"a pod named {opts.name!r} exists already")
+        if opts.hostname is not None and not _HOSTNAME.fullmatch(opts.hostname):
+            raise InputError(
+                f"--hostname {opts.hostname!r}: must be a host name (letters, digits, dashes "
+                "and dots, at most 64 characters)"
+            )
         volumes = {v.name: v for v in opts.volumes}
+        for volume in volumes.values():
+            if volume.kind == "host" and not (
+                os.path.isabs(volume.source) and os.path.exists(volume.source)
+            ):
+                raise InputError(
+                    f"volume {volume.name}: source {volume.source!r} must be an absolute path "
+                    "that exists"
+                )
         for mount in opts.mounts:
             if mount.volume not in volumes:
                 raise InputError(f"--mount volume={mount.volume}: no such --volume")
@@ -503,6 +549,16 @@ class Pods:
                 "post_stop": handlers.get("post-stop"),
                 "volumes": app_volumes,
             }
+            activated = [p.name for p in (app.ports if app else ()) if p.socket_activated]
+            if activated:
+                message = (
+                    f"image {label}: port(s) {', '.join(activated)} are socket-activated, but "
+                    "rktcfg passes no listening sockets yet (LISTEN_FDS): the app must listen "
+                    "itself"
+                )
+                if opts.strict_isolators:
+                    raise InputError(message)
+                self.warnings.append(message)
             if default:
                 isolation = self._isolation(image, manifest, opts)
                 spec.update(
@@ -561,7 +617,8 @@ class Pods:
                 handle.write(new_token() + "\n")
             stage1.update(
                 {
-                    "hostname": opts.hostname or opts.name or f"rktcfg-{pod.uuid}",
+                    "hostname": opts.hostname
+                    or (opts.name[:63].rstrip("-") if opts.name else f"rktcfg-{pod.uuid}"),
                     "net": opts.net,
                     "private_users": users,
                     "cgroup_parent": opts.cgroup_parent,
@@ -706,9 +763,12 @@ class Pods:
                 "private_users": stage1.get("private_users"),
                 "cgroups": cgroups,
             }
+        from rktcfg.apply import ANNOTATION_SET
+
         return {
             "uuid": pod.uuid,
             "name": pod.name(),
+            "apply_set": self.annotations(pod).get(ANNOTATION_SET),
             "state": state.value,
             "flavor": stage1.get("flavor"),
             "created_at": pod.created(),
@@ -719,6 +779,22 @@ class Pods:
             "networks": [],
             **extra,
         }
+
+    def annotations(self, pod: Pod) -> dict[str, str]:
+        """The pod manifest's annotations (apply's ownership records among them)."""
+        try:
+            manifest = pod.read_json("pod")
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {a["name"]: a["value"] for a in manifest.get("annotations") or ()}
+
+    def mark_stopped_by_user(self, pod: Pod) -> None:
+        """Record that a person stopped the pod (apply reports it instead of restarting it)."""
+        with (
+            contextlib.suppress(FileNotFoundError),
+            open(pod.file(STOPPED_BY_USER), "w", encoding="utf-8") as handle,
+        ):
+            handle.write(f"{time.time_ns()}\n")
 
     def enter(self, pod: Pod, app_name: str | None, argv: list[str]) -> int:
         """Run ``argv`` inside a running default-flavor app (see
@@ -747,7 +823,10 @@ class Pods:
             status = {}
         if status.get("state") != "running" or not status.get("pid"):
             raise InputError(f"pod {pod.uuid}: app {app_name} is not running")
-        return enter(pod.path, AppSpec(data, pod.path), int(status["pid"]), argv)
+        try:
+            return enter(pod.path, AppSpec(data, pod.path), int(status["pid"]), argv)
+        except RuntimeError as exc:
+            raise RuntimeFailure(f"pod {pod.uuid}: {exc}") from None
 
     def wait(self, pod: Pod, timeout: float | None) -> bool:
         """Wait until the pod is no longer running (or preparing); False on timeout."""

@@ -12,7 +12,10 @@ if TYPE_CHECKING:
 def configure(parser: argparse.ArgumentParser) -> None:
     from rktcfg.cli.output import add_output_option
 
-    parser.description = "List pods: UUID NAME APP IMAGE STATE CREATED STARTED NETWORKS."
+    parser.description = (
+        "List pods: UUID NAME SET APP IMAGE STATE CREATED STARTED NETWORKS (SET: the apply set "
+        "that manages the pod, - for pods run by hand)."
+    )
     parser.add_argument("--full", action="store_true", help="full UUIDs and absolute times")
     parser.add_argument("--no-legend", action="store_true", help="omit the header line")
     add_output_option(parser)
@@ -48,6 +51,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 [
                     (status["uuid"] if args.full else status["uuid"][:8]) if first else "",
                     (status["name"] or "-") if first else "",
+                    (status.get("apply_set") or "-") if first else "",
                     app["name"],
                     app.get("image") or "-",
                     status["state"] if first else "",
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     ",".join(status["networks"]) if first else "",
                 ]
             )
-    headers = ["UUID", "NAME", "APP", "IMAGE", "STATE", "CREATED", "STARTED", "NETWORKS"]
+    headers = ["UUID", "NAME", "SET", "APP", "IMAGE", "STATE", "CREATED", "STARTED", "NETWORKS"]
     if args.output == "text" and ctx.out.isatty():
         from rich.console import Console
         from rich.table import Table

@@ -1,9 +1,9 @@
 """Arguments shared by ``run`` and ``prepare``: rkt's per-image syntax and pod flags.
 
-``rktcfg run [POD FLAGS] IMAGE [APP FLAGS] [-- ARGS...] [--- IMAGE ...]``: flags before the
+``rktcfg run [POD FLAGS] IMAGE [APP FLAGS] [-- ARGS... ---] [IMAGE ...]``: flags before the
 first image are the pod's; app flags after an image apply to that image (``--exec``,
 ``--cpu``, ``--memory``, ``--caps-retain``, ...); arguments after ``--`` are appended to its
-command; ``---`` starts the next image.
+command, up to ``---``; any other word starts the next image, as in rkt.
 """
 
 from __future__ import annotations
@@ -104,49 +104,63 @@ def configure_pod_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_images(words: list[str]) -> list[ImageArg]:
+    """rkt's syntax: each word that is not an app flag starts the next image (``run img1
+    --memory=128M img2 --cpu=250m``); ``-- ARGS`` takes every word up to ``---``, which
+    ends them (and may also separate images)."""
     from rktcfg.errors import UsageError
 
     images: list[ImageArg] = []
-    segment: list[str] = []
-    segments: list[list[str]] = []
-    for word in words:
+    ref: str | None = None
+    values: dict[str, str] = {}
+    switches: set[str] = set()
+    args: list[str] = []
+
+    def finish() -> None:
+        nonlocal ref, values, switches, args
+        if ref is not None:
+            images.append(_image_arg(ref, values, switches, tuple(args)))
+        ref, values, switches, args = None, {}, set(), []
+
+    rest = list(words)
+    expect_image = False
+    while rest:
+        word = rest.pop(0)
+        flag, eq, value = word.partition("=")
         if word == "---":
-            segments.append(segment)
-            segment = []
+            if ref is None:
+                raise UsageError("an image is missing (around ---)")
+            finish()
+            expect_image = True
+            continue
+        if ref is None:
+            if flag in APP_VALUE_FLAGS or word in APP_SWITCHES:
+                raise UsageError(f"{flag} must follow an image (it applies to the image before it)")
+            if word.startswith("-"):
+                raise UsageError(f"{word}: pod flags go before the first image")
+            ref, expect_image = word, False
+        elif word == "--":
+            while rest and rest[0] != "---":
+                args.append(rest.pop(0))
+        elif flag in APP_VALUE_FLAGS:
+            if flag in values:
+                raise UsageError(f"{flag} specified multiple times for the image {ref}")
+            if not eq:
+                if not rest:
+                    raise UsageError(f"{flag} needs a value")
+                value = rest.pop(0)
+            values[flag] = value
+        elif word in APP_SWITCHES:
+            switches.add(word)
+        elif word.startswith("-"):
+            raise UsageError(
+                f"{word!r} after image {ref}: only app flags and -- ARGS go there (see --help)"
+            )
         else:
-            segment.append(word)
-    segments.append(segment)
-    for segment in segments:
-        if not segment:
-            raise UsageError("an image is missing (around ---)")
-        ref, rest = segment[0], segment[1:]
-        if ref in ("--cpu", "--memory") or ref.startswith(("--cpu=", "--memory=")):
-            raise UsageError(f"{ref.split('=')[0]} must follow an image")
-        if ref.startswith("-"):
-            raise UsageError(f"{ref}: pod flags go before the first image")
-        values: dict[str, str] = {}
-        switches: set[str] = set()
-        args: list[str] = []
-        while rest:
-            word = rest.pop(0)
-            flag, eq, value = word.partition("=")
-            if word == "--":
-                args, rest = rest, []
-            elif flag in APP_VALUE_FLAGS:
-                if flag in values:
-                    raise UsageError(f"{flag} specified multiple times for the image {ref}")
-                if not eq:
-                    if not rest:
-                        raise UsageError(f"{flag} needs a value")
-                    value = rest.pop(0)
-                values[flag] = value
-            elif word in APP_SWITCHES:
-                switches.add(word)
-            else:
-                raise UsageError(
-                    f"{word!r} after image {ref}: only app flags and -- ARGS go there (see --help)"
-                )
-        images.append(_image_arg(ref, values, switches, tuple(args)))
+            finish()
+            ref = word
+    if expect_image:
+        raise UsageError("an image is missing (around ---)")
+    finish()
     return images
 
 
@@ -178,6 +192,8 @@ def _image_arg(
 
 
 def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
+    import os
+
     from rktcfg.durations import parse_duration
     from rktcfg.errors import UsageError
     from rktcfg.image.fetch import FetchOptions
@@ -197,18 +213,31 @@ def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
         key = "misplaced_ro" if flag in APP_SWITCHES else "misplaced_" + flag[2:].replace("-", "_")
         if getattr(args, key, None):
             raise UsageError(f"{flag} must follow an image (it applies to the image before it)")
+
+    def boolean(text: str, values: dict[str, str], key: str) -> bool | None:
+        if key not in values:
+            return None
+        if values[key] not in ("true", "false"):
+            raise UsageError(f"--volume {text!r}: {key} must be true or false")
+        return values[key] == "true"
+
+    known = {"kind", "source", "readOnly", "recursive", "mode", "uid", "gid"}
     volumes = []
     for text in args.volume:
         name, values = fields(text, "--volume")
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"--volume {text!r}: unknown key {unknown[0]!r}")
         kind = values.get("kind", "host")
-        recursive = values.get("recursive")
+        recursive = boolean(text, values, "recursive")
+        read_only = bool(boolean(text, values, "readOnly"))
         if kind == "host" and "source" in values:
             volumes.append(
                 Volume(
                     name=name,
-                    source=values["source"],
-                    read_only=values.get("readOnly", "false") == "true",
-                    recursive=None if recursive is None else recursive == "true",
+                    source=os.path.abspath(values["source"]),
+                    read_only=read_only,
+                    recursive=recursive,
                 )
             )
         elif kind == "empty":
@@ -221,7 +250,7 @@ def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
                 Volume(
                     name=name,
                     kind="empty",
-                    read_only=values.get("readOnly", "false") == "true",
+                    read_only=read_only,
                     mode=mode,
                     uid=uid,
                     gid=gid,

@@ -21,6 +21,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     pods = Pods(ctx.data_dir())
     for ref in args.pods:
         pod = pods.get(ref)
-        pods.stop(pod, force=args.force)
+        if pods.stop(pod, force=args.force):
+            pods.mark_stopped_by_user(pod)
         ctx.out.write(f'"{pod.uuid}"\n')
     return 0

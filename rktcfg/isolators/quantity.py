@@ -36,6 +36,9 @@ _QUANTITY = re.compile(
     r"(?:(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|K|M|G|T|P|E)|[eE](?P<exp>[+-]?\d{1,3}))?$"
 )
 
+#: The largest limits the kernel takes (a signed 64-bit count; rkt's bounds).
+MAX_MEMORY_BYTES = 2**63 - 1
+MAX_CPU_MILLIS = (2**63 - 1) // 1000
 #: Memory limits below this are refused (rkt's guard against typing ``16m`` for 16 MB).
 MIN_MEMORY_BYTES = 4096
 
@@ -80,6 +83,8 @@ def parse_cpu_millis(value: object) -> int:
         raise QuantityError("must be a CPU quantity like 500m or 2") from None
     if millis < 1 or millis.denominator != 1:
         raise QuantityError("must be a CPU quantity of at least 1m, in whole millicores")
+    if millis > MAX_CPU_MILLIS:
+        raise QuantityError(f"must be a CPU quantity of at most {MAX_CPU_MILLIS // 1000} cores")
     return int(millis)
 
 
@@ -96,4 +101,6 @@ def parse_memory_bytes(value: object) -> int:
         raise QuantityError(f"must be at least {MIN_MEMORY_BYTES} bytes, like 128M or 1Gi{hint}")
     if amount.denominator != 1:
         raise QuantityError("must be a whole number of bytes, like 128M or 1Gi")
+    if amount > MAX_MEMORY_BYTES:
+        raise QuantityError("must be a memory quantity of at most 8Ei (2^63 - 1 bytes)")
     return int(amount)

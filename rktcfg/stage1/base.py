@@ -155,7 +155,8 @@ def in_child(work: Any) -> None:
         try:
             work()
         except BaseException as exc:
-            os.write(write_end, str(exc).encode()[:4000] or type(exc).__name__.encode())
+            text = str(exc) or repr(exc)
+            os.write(write_end, text.encode()[:4000])
             os._exit(1)
         os._exit(0)
     os.close(write_end)

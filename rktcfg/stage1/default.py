@@ -68,8 +68,13 @@ def hosts_file(hostname: str) -> str:
 # --- PID 1 -------------------------------------------------------------------------------------
 
 
-def run_init() -> None:
-    """The pod's PID 1 (in a forked child of the supervisor; never returns)."""
+INIT_ROOT = "init-root"
+
+
+def run_init(root: str) -> None:
+    """The pod's PID 1 (in a forked child of the supervisor; never returns). It chroots
+    into ``root``, an empty directory, so that ``/proc/1/root`` shows an app nothing of the
+    host even when it may ptrace."""
     try:
         from rktcfg.stage1 import linux
 
@@ -79,6 +84,8 @@ def run_init() -> None:
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         close_fds_except(())
+        os.chroot(root)
+        os.chdir("/")
         watched = {signal.SIGCHLD, *FORWARDED}
         signal.pthread_sigmask(signal.SIG_BLOCK, watched)
         while True:
@@ -237,9 +244,10 @@ def setup_rootfs(pod_dir: str, app: AppSpec, stage1: dict[str, Any]) -> None:
             if any(c in path for c in ",:\\"):
                 raise ValueError(f"{path}: overlayfs cannot take a path with , : or \\")
         options = f"lowerdir={lower},upperdir={upper},workdir={work}"
-        linux.mount("overlay", rootfs, "overlay", 0, options)
+        linux.mount("overlay", rootfs, "overlay", linux.MS_NODEV, options)
     else:
         linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
+        linux.mount(None, rootfs, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_NODEV)
     _setup_proc(rootfs)
     _setup_sys(rootfs, dict(raw.get("cgroups") or {}))
     _setup_dev(rootfs)
@@ -386,9 +394,11 @@ class DefaultFlavor:
             for app in apps:
                 app.raw["cgroup_procs"] = driver.join_files(app.name)
                 app.raw["cgroups"] = dict(plan["apps"].get(app.name) or {})
+        root = os.path.join(pod_dir, INIT_ROOT)
+        os.makedirs(root, 0o500, exist_ok=True)
         pid = fork()
         if pid == 0:
-            run_init()
+            run_init(root)
         self.init_pid = pid
         with open(os.path.join(pod_dir, INIT_PID_FILE), "w", encoding="ascii") as handle:
             handle.write(f"{pid}\n")
@@ -405,6 +415,8 @@ class DefaultFlavor:
             for app in apps:
                 limits = (app.raw.get("isolation") or {}).get("limits") or {}
                 warnings += driver.apply(app.name, limits)
+                warnings += driver.restrict_devices(app.name)
+            warnings += driver.restrict_devices(None)
             for procs in driver.join_files(None):
                 _write(procs, "1")  # the pod's PID 1, as this process's namespace numbers it
             for warning in dict.fromkeys(warnings):
@@ -486,7 +498,17 @@ def enter(pod_dir: str, app: AppSpec, app_pid: int, argv: list[str]) -> int:
 
     linux.load()
     caps = capability_mask(app)
-    env = _environ(app_pid)
+    pod_uuid = os.path.basename(os.path.normpath(pod_dir))
+    try:
+        with open(f"/proc/{app_pid}/cgroup", encoding="utf-8") as handle:
+            if f"/rktcfg-{pod_uuid}/" not in handle.read():
+                raise RuntimeError(f"process {app_pid} is not the pod's (its pid was reused)")
+        running = _environ(app_pid)
+    except FileNotFoundError:
+        raise RuntimeError(f"app {app.name} is not running") from None
+    env = dict(app.env)  # the app's environment, not what its process made of it
+    if "AC_METADATA_URL" in running:
+        env["AC_METADATA_URL"] = running["AC_METADATA_URL"]
     kinds = ["ipc", "uts", "net", "pid", "mnt"]
     users = read_stage1(pod_dir).get("private_users")
     if users:
@@ -510,6 +532,7 @@ def enter(pod_dir: str, app: AppSpec, app_pid: int, argv: list[str]) -> int:
                 os.close(fds[kind])
             grandchild = os.fork()
             if grandchild == 0:
+                os.umask(0o022)
                 take_identity(app, caps)
                 os.chdir(app.working_directory)
                 close_fds_except(())

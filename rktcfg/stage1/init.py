@@ -153,18 +153,33 @@ class Supervisor:
     # --- processes -------------------------------------------------------------------------
 
     def _handler(self, argv: list[str], app: AppRun) -> int:
-        """Run an event handler to completion, its output in the app's logs."""
+        """Run an event handler to completion, its output in the app's logs. The loop keeps
+        turning meanwhile (logs, the metadata service), and a stop request kills it."""
         read_out, write_out = os.pipe()
         read_err, write_err = os.pipe()
         devnull = os.open(os.devnull, os.O_RDONLY)
         pid = self.flavor.spawn(self.pod_dir, app.spec, argv, (devnull, write_out, write_err))
         for fd in (devnull, write_out, write_err):
             os.close(fd)
+        pipes = {read_out, read_err}
         for fd, stream in ((read_out, "stdout"), (read_err, "stderr")):
-            while chunk := os.read(fd, 65536):
-                app.logs[stream].write(chunk)
-            os.close(fd)
-        _, status = os.waitpid(pid, 0)
+            os.set_blocking(fd, False)
+            self.selector.register(fd, selectors.EVENT_READ, (app, stream))
+            self.open_pipes += 1
+        status: int | None = None
+        killed = False
+        while status is None or any(fd in self.selector.get_map() for fd in pipes):
+            self._pump(0.05)
+            if self.metadata is not None:
+                self.metadata.expire(time.monotonic())
+            if status is None:
+                done, code = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status = code
+                elif self.stop_requested and not killed:
+                    killed = True
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
         return os.waitstatus_to_exitcode(status)
 
     def start(self, app: AppRun) -> None:

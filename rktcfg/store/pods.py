@@ -333,12 +333,18 @@ class PodStore:
         return [found[u] for u in sorted(found)]
 
     def get(self, ref: str) -> Pod:
-        """A pod by name, full UUID or unique UUID prefix."""
+        """A pod by name, full UUID or unique UUID prefix. When several pods carry the name
+        (one replacing another), the running one, else the newest."""
         text = ref.strip().lower()
         if not text:
             raise InputError("a pod UUID cannot be empty")
         pods = self.pods()
         named = [p for p in pods if p.name() == ref.strip()]
+        if (
+            len(named) > 1
+        ):  # a pod being replaced and its replacement: the live one, else the newest
+            running = [p for p in named if p.state() is PodState.RUNNING]
+            named = running if len(running) == 1 else [max(named, key=lambda p: p.created() or 0)]
         if len(named) == 1:
             return named[0]
         matches = [p for p in pods if p.uuid.startswith(text)]

@@ -234,6 +234,22 @@ def test_pid_1_is_the_pods_init_and_the_host_is_invisible(data: str) -> None:
     assert status(data, "named")["hostname"] == "box.example.com"
 
 
+def test_host_devices_and_the_host_root_are_out_of_reach(data: str) -> None:
+    # Even with CAP_MKNOD and CAP_SYS_PTRACE: the devices cgroup denies /dev/kmsg (1:11), and
+    # PID 1's root is an empty directory, not the host's.
+    script = (
+        "mknod /tmp/kmsg c 1 11 && echo pwned > /tmp/kmsg; echo kmsg=$?; "
+        "echo ok > /dev/null && echo null=ok; "
+        "mknod /tmp/null c 1 3 && echo no > /tmp/null 2>/dev/null || echo rootfs=nodev; "
+        "echo root=$(ls -A /proc/1/root | wc -l)"
+    )
+    result = sh(data, script, app_flags=("--caps-retain", "CAP_MKNOD,CAP_SYS_PTRACE"))
+    assert result.returncode == 0, result.stderr
+    assert "kmsg=1" in result.stdout and "null=ok" in result.stdout, result.stdout
+    assert "rootfs=nodev" in result.stdout, result.stdout  # nodes on the rootfs do not work
+    assert "root=0" in result.stdout, result.stdout
+
+
 def test_pid_1_reaps_orphans_and_forwards_signals(data: str) -> None:
     # The shell starts orphans (their parent subshell exits at once: PID 1 adopts them),
     # and traps SIGTERM; the test signals the pod's PID 1 from the host.

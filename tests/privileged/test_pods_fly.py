@@ -425,6 +425,7 @@ def test_list_draws_a_table_on_a_terminal(data: str) -> None:
     assert plain.split("\n")[0].split() == [
         "UUID",
         "NAME",
+        "SET",
         "APP",
         "IMAGE",
         "STATE",

@@ -381,6 +381,7 @@ def test_plan_v2_and_hybrid(tmp_path: Path) -> None:
     made = plan(hybrid, "rktcfg-1", [], own={"memory": "/m", "name=systemd": "/", "": "/u"})
     assert made["pod"] == {
         "memory": "/c/memory/m/rktcfg-1",
+        "devices": "/c/devices/rktcfg-1",  # the device allow-list
         "name=systemd": "/c/systemd/rktcfg-1",
         "unified": "/c/unified/u/rktcfg-1",
     }

@@ -53,3 +53,17 @@ def test_bad_app_flags_are_usage_errors(words: list[str], message: str) -> None:
 def test_cpu_before_the_first_image_is_refused_by_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--memory", "64Mi", "example.com/x"]) == 2
     assert "--memory must follow an image" in capsys.readouterr().err
+
+
+def test_rkt_syntax_a_plain_word_starts_the_next_image() -> None:
+    images = parse_images(["img1", "--memory=128M", "--cpu=500m", "img2", "--cpu=250m"])
+    assert [i.ref for i in images] == ["img1", "img2"]
+    cpu = [{i["name"]: i["value"] for i in image.cli_isolators} for image in images]
+    assert cpu[0]["resource/cpu"]["limit"] == "500m" and cpu[1]["resource/cpu"]["limit"] == "250m"
+    images = parse_images(["img1", "--", "a", "img2", "---", "img3", "--exec", "/bin/x"])
+    assert [(i.ref, i.args, i.exec) for i in images] == [
+        ("img1", ("a", "img2"), None),
+        ("img3", (), "/bin/x"),
+    ]
+    with pytest.raises(UsageError, match="an image is missing"):
+        parse_images(["img1", "---"])

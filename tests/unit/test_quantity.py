@@ -104,3 +104,13 @@ def test_integers_in_base_units() -> None:
         parse_memory_bytes("4095")
     with pytest.raises(QuantityError, match="at least 4096 bytes"):
         parse_memory_bytes("4K")
+
+
+@pytest.mark.parametrize(
+    ("value", "parse"), [("1e20", "memory"), ("9Ei", "memory"), ("1e100", "cpu")]
+)
+def test_quantities_beyond_the_kernels_64_bits_are_refused(value: str, parse: str) -> None:
+    from rktcfg.isolators.quantity import QuantityError, parse_cpu_millis, parse_memory_bytes
+
+    with pytest.raises(QuantityError, match="at most"):
+        (parse_memory_bytes if parse == "memory" else parse_cpu_millis)(value)

@@ -51,3 +51,28 @@ def test_concurrent_takers_never_share_a_range(tmp_path: Path) -> None:
         thread.join()
     assert len(set(got.values())) == len(uuids)
     assert all(base % USERNS_SIZE == 0 and base >= USERNS_SIZE for base in got.values())
+
+
+def test_concurrent_reclaimers_of_one_stale_lease_never_share_it(tmp_path: Path) -> None:
+    (tmp_path / "userns").mkdir()
+    (tmp_path / "userns" / str(USERNS_SIZE)).write_text("gone\n")  # its pod no longer exists
+    (tmp_path / "userns" / str(2 * USERNS_SIZE)).write_text("")  # killed before it was written
+    uuids = [f"pod{i}" for i in range(12)]
+    for uuid in uuids:
+        _pod(tmp_path, "prepare", uuid)
+    got: dict[str, int] = {}
+
+    def take(uuid: str) -> None:
+        got[uuid] = take_user_range(str(tmp_path), uuid)
+
+    threads = [threading.Thread(target=take, args=(u,)) for u in uuids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(got.values())) == len(uuids)
+    owners = {
+        int(name): (tmp_path / "userns" / name).read_text().strip()
+        for name in os.listdir(tmp_path / "userns")
+    }
+    assert owners == {base: uuid for uuid, base in got.items()}
