@@ -76,7 +76,11 @@ demo: venv
 			"hello from a fly pod"; \
 		$(DEMO) run --name demo-default-$$$$ example.com/busybox --memory 64Mi --cpu 500m \
 			--exec /bin/sh -- -c "$(DEMO_DEFAULT_SH)"; \
+		$(DEMO) apply examples/pods/web.yaml --wait=60s; \
 		$(DEMO) list; \
+		$(DEMO) plan examples/pods/web.yaml; \
+		$(PY) -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:18080/", timeout=10).read().decode().strip())'; \
+		$(DEMO) delete examples/pods/web.yaml; \
 		$(DEMO) gc --grace-period 0; \
 	else echo "(not root: the fly flavor needs root; not running a pod)"; fi
 
@@ -85,6 +89,7 @@ bench: venv
 	$(PY) bench/image_list.py
 	$(PY) bench/image_import.py
 	$(PY) bench/pod_start.py
+	$(PY) bench/apply_noop.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

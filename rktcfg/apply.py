@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rktcfg.errors import InputError, RktcfgError, RuntimeFailure
+from rktcfg.plan.planner import (  # the annotations that record apply's ownership of a pod
+    ANNOTATION_HASH,
+    ANNOTATION_NAME,
+    ANNOTATION_SET,
+    ANNOTATION_SOURCE,
+)
 
-#: Pod annotations that record apply's ownership of a pod.
-ANNOTATION_NAME = "rktcfg.dev/name"
-ANNOTATION_SOURCE = "rktcfg.dev/source"
-ANNOTATION_SET = "rktcfg.dev/apply-set"
-ANNOTATION_HASH = "rktcfg.dev/spec-hash"
 APPLY_LOCK = "apply.lock"
 
 #: appc isolator names for the pod file's short forms.
@@ -222,8 +223,11 @@ class Executor:
         base_options: Any,
         log: Callable[[str], None] = lambda _: None,
         stop_timeout: float = 60.0,
+        files: dict[str, Any] | None = None,
     ) -> None:
         self.pods = pods
+        #: the observed content hashes of the pods' read-only host files
+        self.files = dict(files or {})
         self.desired = {d.name: d for d in desired}
         self.apply_set = apply_set
         self.default_flavor = default_flavor
@@ -249,16 +253,35 @@ class Executor:
         return report
 
     def _request(self, action: Any) -> tuple[list[Any], Any]:
+        """The pod library's arguments for a create or replace. The images are fetched first,
+        so that the hash recorded in the pod covers the IDs they resolve to now (an image the
+        plan saw as missing would otherwise make the next plan replace the pod)."""
+        import dataclasses
+
+        from rktcfg.image.fetch import FetchOptions, fetch_and_render
+        from rktcfg.plan.observe import resolve_images
+        from rktcfg.plan.planner import hash_resolved, resolved_spec
+
         desired = self.desired.get(action.pod)
         if desired is None:
             raise InputError(f"pod {action.pod}: no definition to {action.kind} it from")
-        return pod_request(
+        refs = [app["image"] for app in desired.spec["apps"]]
+        with self.pods.images() as store:
+            for ref in dict.fromkeys(refs):
+                fetch_and_render(store, ref, self.base.fetch or FetchOptions(policy="new"))
+        observed = {
+            "images": resolve_images(self.pods.data_dir, refs),
+            "files": self.files,
+        }
+        resolved = resolved_spec(desired, observed)
+        images, options = pod_request(
             desired,
             apply_set=self.apply_set,
-            spec_hash=action.spec_hash or "",
+            spec_hash=hash_resolved(resolved),
             default_flavor=self.default_flavor,
             base=self.base,
         )
+        return images, dataclasses.replace(options, spec=resolved)
 
     def _stop_and_wait(self, uuid: str) -> None:
         pod = self.pods.get(uuid)

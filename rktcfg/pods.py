@@ -8,6 +8,7 @@ prints; everything that decides or changes anything is here, on top of the pod s
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -288,11 +289,20 @@ USERNS_LAST = 32767
 
 def take_user_range(data_dir: str, pod_uuid: str) -> int:
     """Lease a host uid range of :data:`USERNS_SIZE` ids for a pod: one lease file per range
-    holding its pod's UUID, put in place with link(2) (it appears whole, and two prepares
-    never get one range), reclaimed when its pod is gone. Returns the range's first uid."""
+    holding its pod's UUID, put in place with link(2) so that it appears whole, under the
+    directory's lock (two prepares never get one range), reclaimed when its pod is gone.
+    Returns the range's first uid."""
     directory = os.path.join(data_dir, USERNS_DIR)
     os.makedirs(directory, 0o700, exist_ok=True)
-    pods_root = os.path.join(data_dir, "pods")
+    lock = os.open(os.path.join(directory, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # reclaiming is a read-then-replace: one at a time
+        return _take_user_range(directory, os.path.join(data_dir, "pods"), pod_uuid)
+    finally:
+        os.close(lock)
+
+
+def _take_user_range(directory: str, pods_root: str, pod_uuid: str) -> int:
     tmp = os.path.join(directory, f".{pod_uuid}.tmp")
     with open(tmp, "w", encoding="ascii") as handle:
         handle.write(pod_uuid + "\n")
@@ -305,23 +315,10 @@ def take_user_range(data_dir: str, pod_uuid: str) -> int:
                 return base
             except FileExistsError:
                 pass
-            if _lease_is_stale(lease, pods_root):
-                # Move it aside under a name of our own, then look again: of two reclaimers
-                # only one rename succeeds, and a lease taken meanwhile is put back.
-                aside = os.path.join(directory, f".{pod_uuid}.stale")
-                try:
-                    os.rename(lease, aside)
-                except FileNotFoundError:
-                    continue
-                if _lease_is_stale(aside, pods_root):
-                    os.unlink(aside)
-                    with contextlib.suppress(FileExistsError):
-                        os.link(tmp, lease)
-                        return base
-                else:
-                    with contextlib.suppress(FileExistsError):
-                        os.link(aside, lease)
-                    os.unlink(aside)
+            if _lease_is_stale(lease, pods_root):  # under the lock: no one else reclaims
+                os.unlink(lease)
+                os.link(tmp, lease)
+                return base
         raise RuntimeFailure("no free user namespace range left for --private-users")
     finally:
         os.unlink(tmp)
@@ -763,7 +760,7 @@ class Pods:
                 "private_users": stage1.get("private_users"),
                 "cgroups": cgroups,
             }
-        from rktcfg.apply import ANNOTATION_SET
+        from rktcfg.plan.planner import ANNOTATION_SET
 
         return {
             "uuid": pod.uuid,

@@ -34,6 +34,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("rktcfg.cli.logs", "print a pod's app output"),
     "enter": ("rktcfg.cli.enter", "run a command inside a running pod's app"),
     "gc": ("rktcfg.cli.gc", "collect exited pods"),
+    "plan": ("rktcfg.cli.plan", "show what apply would change, pod by pod and field by field"),
+    "apply": ("rktcfg.cli.apply", "make the pods match pod files (or a saved plan)"),
+    "delete": ("rktcfg.cli.delete", "stop and remove the pods that files or names define"),
+    "generate": ("rktcfg.cli.generate", "print a systemd unit that keeps a directory applied"),
+    "export": ("rktcfg.cli.export", "print pod files as Kubernetes v1 Pods"),
 }
 
 #: Global flags that take a value (so the command name can be found without argparse).

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from imagehelpers import manifest, read_all
-from podhelpers import BUSYBOX, RKTCFG, mounts_below, rktcfg
+from podhelpers import BUSYBOX, RKTCFG, collect_everything, mounts_below, rktcfg
 
 from rktcfg.image.build import build_aci
 
@@ -59,22 +59,7 @@ def data(tmp_path: Path, images: dict[str, Path]) -> Iterator[str]:
     for aci in images.values():
         rktcfg(directory, "fetch", str(aci))
     yield directory
-    # Stop whatever a failed test left running, then collect it: no process or mount outlives it.
-    for pod in json.loads(rktcfg(directory, "list", "-o", "json").stdout):
-        if pod["state"] == "running":
-            rktcfg(directory, "stop", "--force", pod["uuid"], check=False)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        states = [p["state"] for p in json.loads(rktcfg(directory, "list", "-o", "json").stdout)]
-        if "running" not in states:
-            break
-        time.sleep(0.1)
-    gc = rktcfg(directory, "gc", "--grace-period", "0", "--expire-prepared", "0", check=False)
-    left = mounts_below(directory)
-    if left:  # never leave host binds below a temporary directory pytest will delete
-        from rktcfg.stage1 import linux
-
-        linux.unmount_below(directory)
+    gc, left = collect_everything(directory)
     assert left == [], (gc.stdout, gc.stderr, rktcfg(directory, "list", "-o", "json").stdout)
 
 
