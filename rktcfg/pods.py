@@ -394,8 +394,9 @@ class Pods:
                     f"the {opts.flavor} flavor enforces no isolators: --cpu, --memory and "
                     "--caps-* are ignored"
                 )
-        if opts.name is not None and any(
-            p.name() == opts.name and p.uuid != opts.replaces for p in self.store.pods()
+        if opts.name is not None and any(  # pods on their way out no longer hold a name
+            p.name() == opts.name and p.uuid != opts.replaces
+            for p in self.store.pods(("embryo", "prepare", "prepared", "run"))
         ):
             raise InputError(f"a pod named {opts.name!r} exists already")
         if opts.hostname is not None and not _HOSTNAME.fullmatch(opts.hostname):
