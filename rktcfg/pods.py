@@ -620,6 +620,7 @@ class Pods:
                     "net": opts.net,
                     "private_users": users,
                     "cgroup_parent": opts.cgroup_parent,
+                    "strict_isolators": opts.strict_isolators,
                     "metadata": True,
                     "data_dir": os.path.abspath(self.data_dir),
                 }

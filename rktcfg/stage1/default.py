@@ -419,6 +419,10 @@ class DefaultFlavor:
             warnings += driver.restrict_devices(None)
             for procs in driver.join_files(None):
                 _write(procs, "1")  # the pod's PID 1, as this process's namespace numbers it
+            if warnings and stage1.get("strict_isolators"):
+                raise RuntimeError(
+                    "--strict-isolators: limits cannot be enforced: " + "; ".join(warnings)
+                )
             for warning in dict.fromkeys(warnings):
                 os.write(2, f"rktcfg supervisor: warning: {warning}\n".encode())
         for app in apps:

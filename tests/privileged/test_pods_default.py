@@ -555,6 +555,101 @@ def test_metadata_service_answers_the_pod(data: str) -> None:
     assert [a["name"] for a in pod_manifest["apps"]] == ["busybox"]
 
 
+def _in_netns_of(pid: int, work: Callable[[], Any]) -> Any:
+    """Run ``work()`` in a child that joined the network namespace of ``pid``; its result."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            from rktcfg.stage1 import linux
+
+            with open(f"/proc/{pid}/ns/net", "rb") as handle:
+                linux.setns(handle.fileno(), linux.CLONE_NEWNET)
+            os.write(write_end, json.dumps(work()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    text = b""
+    while chunk := os.read(read_end, 65536):
+        text += chunk
+    os.close(read_end)
+    os.waitpid(child, 0)
+    return json.loads(text)
+
+
+def test_metadata_service_every_endpoint_type_and_speed(data: str) -> None:
+    import http.client
+    import urllib.parse
+
+    uuid = detach(data, "example.com/busybox", "--exec", "/bin/sleep", "--", "60")
+    found = status(data, uuid)
+    env = read(f"/proc/{found['apps'][0]['pid']}/environ").split("\0")
+    url = next(e.split("=", 1)[1] for e in env if e.startswith("AC_METADATA_URL="))
+    parsed = urllib.parse.urlsplit(url)
+    base = parsed.path + "/acMetadata/v1"
+
+    def ask() -> list[Any]:
+        answers = []
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        requests = [
+            ("GET", "/pod/annotations", None),
+            ("GET", "/pod/manifest", None),
+            ("GET", "/pod/uuid", None),
+            ("GET", "/apps/busybox/annotations", None),
+            ("GET", "/apps/busybox/image/manifest", None),
+            ("GET", "/apps/busybox/image/id", None),
+            ("POST", "/pod/hmac/sign", "content=hello"),
+        ]
+        for method, path, body in requests:
+            connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=5)
+            start = time.perf_counter()
+            connection.request(method, base + path, body=body, headers=form if body else {})
+            response = connection.getresponse()
+            payload = response.read().decode()
+            answers.append(
+                [
+                    path,
+                    response.status,
+                    response.getheader("Content-Type"),
+                    payload,
+                    time.perf_counter() - start,
+                ]
+            )
+            connection.close()
+        signature = answers[-1][3]
+        for content, expected in (("hello", 200), ("tampered", 403)):
+            body = urllib.parse.urlencode(
+                {"content": content, "uuid": uuid, "signature": signature}
+            )
+            connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=5)
+            connection.request("POST", base + "/pod/hmac/verify", body=body, headers=form)
+            answers.append(["verify " + content, connection.getresponse().status, expected])
+            connection.close()
+        return answers
+
+    answers = _in_netns_of(found["init_pid"], ask)  # from inside the pod's network
+    plain = "text/plain; charset=us-ascii"
+    types = {a[0]: a[2] for a in answers[:7]}
+    assert types == {
+        "/pod/annotations": "application/json",
+        "/pod/manifest": "application/json",
+        "/pod/uuid": plain,
+        "/apps/busybox/annotations": "application/json",
+        "/apps/busybox/image/manifest": "application/json",
+        "/apps/busybox/image/id": plain,
+        "/pod/hmac/sign": plain,
+    }
+    assert all(a[1] == 200 for a in answers[:7]), answers
+    body = {a[0]: a[3] for a in answers[:7]}
+    assert (
+        body["/pod/uuid"] == uuid and body["/apps/busybox/image/id"] == found["apps"][0]["image_id"]
+    )
+    assert json.loads(body["/apps/busybox/image/manifest"])["name"] == "example.com/busybox"
+    assert all(a[4] < 0.1 for a in answers[:7]), [(a[0], a[4]) for a in answers[:7]]
+    assert [a[1:] for a in answers[7:]] == [[200, 200], [403, 403]]
+    rktcfg(data, "stop", "--force", uuid)
+
+
 # --- 11. user namespaces -----------------------------------------------------------------------
 
 
