@@ -30,6 +30,8 @@ from rktcfg.plan.planner import (  # the annotations that record apply's ownersh
 )
 
 APPLY_LOCK = "apply.lock"
+#: --wait counts an app as ready once it has run this long (and passes its health check).
+SETTLE_SECONDS = 1.0
 
 #: appc isolator names for the pod file's short forms.
 SHORT_ISOLATORS = {"cpu": "resource/cpu", "memory": "resource/memory", "pids": "rktcfg/pids"}
@@ -201,6 +203,7 @@ def pod_request(
         mounts=(),
         hostname=spec.get("hostname"),
         net=net,
+        dns=tuple(spec.get("dns") or ()),
         annotations=tuple(sorted(annotations.items())),
         spec=spec,
     )
@@ -305,6 +308,14 @@ class Executor:
         self.pods.remove(pod)
 
     def _one(self, action: Any) -> Outcome:
+        try:
+            return self._act(action)
+        finally:
+            for warning in self.pods.warnings:
+                self.log(f"warning: {action.pod}: {warning}")
+            self.pods.warnings.clear()
+
+    def _act(self, action: Any) -> Outcome:
         kind, name = action.kind, action.pod
         if kind == "unchanged":
             return Outcome(name, kind, True, action.reason, action.uuid)
@@ -341,20 +352,35 @@ class Executor:
             return Outcome(name, kind, True, f"removed {action.uuid}", action.uuid)
         raise InputError(f"pod {name}: unknown action {kind!r}")
 
-    def wait(self, timeout: float | None) -> list[str]:
+    def wait(self, timeout: float | None) -> tuple[list[str], list[str]]:
         """Wait until the started pods' apps run (and pass their health checks, where they
-        have one); what is still not ready when the time is up."""
+        have one). Returns the pods still not ready when the time is up, and why each pod
+        that did not make it failed (it exited non-zero, or an app was killed unhealthy)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = list(self.started)
+        failed: list[str] = []
         while pending:
             still = []
             for uuid in pending:
                 status = self.pods.status(self.pods.get(uuid))
-                if status["state"] != "running":
-                    continue  # it ran to completion, or failed: nothing to wait for
                 apps = status["apps"]
-                ready = all(
-                    a.get("state") == "running" and a.get("health") in (None, "healthy")
+                bad = [
+                    f"app {a['name']} {a['reason'] or 'exited'}"
+                    + (f" (exit code {a['exit_code']})" if a.get("exit_code") else "")
+                    for a in apps
+                    if a.get("reason") in ("unhealthy", "oom-killed")
+                    or (a.get("state") == "exited" and a.get("exit_code"))
+                ]
+                if bad:
+                    failed.append(f"pod {status['name'] or uuid} ({uuid}): {', '.join(bad)}")
+                    continue
+                if status["state"] != "running":
+                    continue  # it ran to completion: nothing to wait for
+                settled = time.time_ns() - int(SETTLE_SECONDS * 1e9)
+                ready = all(  # running for a moment (an app that fails at once is not ready)
+                    a.get("state") == "running"
+                    and a.get("health") in (None, "healthy")
+                    and (a.get("started_at") or 0) <= settled
                     for a in apps
                 )
                 if not ready:
@@ -363,4 +389,4 @@ class Executor:
             if not pending or (deadline is not None and time.monotonic() >= deadline):
                 break
             time.sleep(0.1)
-        return pending
+        return pending, failed

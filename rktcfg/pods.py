@@ -111,6 +111,8 @@ class PodOptions:
     hostname: str | None = None
     net: str = "none"  # none (loopback only) | host
     private_users: bool = False
+    #: nameservers for the pod's /etc/resolv.conf (when the image has none); () = the host's
+    dns: tuple[str, ...] = ()
     no_overlay: bool = False
     strict_isolators: bool = False
     cgroup_parent: str | None = None
@@ -547,6 +549,12 @@ class Pods:
                 "post_stop": handlers.get("post-stop"),
                 "volumes": app_volumes,
             }
+            published = [p["name"] for p in image.ports if p.get("hostPort")]
+            if published and opts.net != "host":
+                self.warnings.append(
+                    f"app {name}: port(s) {', '.join(published)} have a hostPort, but rktcfg "
+                    "publishes no ports yet (networking is the next issue): use net host"
+                )
             activated = [p.name for p in (app.ports if app else ()) if p.socket_activated]
             if activated:
                 message = (
@@ -621,6 +629,7 @@ class Pods:
                     "private_users": users,
                     "cgroup_parent": opts.cgroup_parent,
                     "strict_isolators": opts.strict_isolators,
+                    "dns": list(opts.dns),
                     "metadata": True,
                     "data_dir": os.path.abspath(self.data_dir),
                 }

@@ -91,16 +91,18 @@ def apply_once(
     report = run.execute(planned.plan)
     for outcome in report.failed:
         ctx.err.write(f"rktcfg: error: {outcome.kind} {outcome.pod}: {outcome.message}\n")
+    late: list[str] = []
     if args.wait is not None and run.started:
         try:
             timeout = parse_duration(args.wait) / 1e9
         except ValueError as exc:
             raise UsageError(f"--wait: {exc}") from None
-        late = run.wait(timeout)
+        late, broken = run.wait(timeout)
         for uuid in late:
             ctx.err.write(f"rktcfg: error: pod {uuid} is not ready after {args.wait}\n")
-    else:
-        late = []
+        for line in broken:
+            ctx.err.write(f"rktcfg: error: {line}\n")
+        late = late + broken
     result: dict[str, object] = {
         "plan": planned.plan.as_dict(),
         "outcomes": [
@@ -111,6 +113,16 @@ def apply_once(
         "summary": report.summary(),
     }
     return (1 if report.failed or late else 0), result
+
+
+def _is_duration(text: str) -> bool:
+    from rktcfg.durations import parse_duration
+
+    try:
+        parse_duration(text)
+    except ValueError:
+        return False
+    return True
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -129,6 +141,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             ctx.out.write(line + "\n")
             ctx.out.flush()
 
+    if args.wait is not None and not _is_duration(args.wait):
+        args.paths.insert(0, args.wait)  # `--wait pods/`: a path, not a timeout
+        args.wait = "5m"
+
     with apply_lock(ctx.data_dir()):
         if len(args.paths) == 1 and is_saved_plan(args.paths[0]):
             planned = load_saved(args.paths[0], ctx)
@@ -136,7 +152,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             planned = plan(args, ctx)
         if not planned.plan.changed():
             conflicts = [a for a in planned.plan.actions if a.kind == "conflict"]
-            emit(ctx, planned.plan.as_dict(), lambda: "no changes\n")
+            notable = [  # stopped by hand, failed: reported, not acted on
+                f"= {a.pod}: {a.reason}\n"
+                for a in planned.plan.actions
+                if a.kind == "unchanged" and a.reason not in ("up to date", "exited (completed)")
+            ]
+            emit(ctx, planned.plan.as_dict(), lambda: "".join(notable) + "no changes\n")
             for action in conflicts:
                 ctx.err.write(f"rktcfg: error: {action.pod}: {action.reason}\n")
             return 1 if conflicts else 0

@@ -149,13 +149,25 @@ def fingerprint(observed: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def save(planned: Planned, path: str) -> None:
+def listing(paths: list[str], recursive: bool) -> list[str]:
+    """The files below ``paths`` (directories listed, files as given): a saved plan notices
+    a file added to, or put back in, a directory it read."""
+    from rktcfg.cli.watch import signature
+
+    return sorted({entry[0] for entry in signature(paths, recursive)})
+
+
+def save(planned: Planned, path: str, args: argparse.Namespace) -> None:
     from rktcfg.fsutil import AtomicFile
 
+    paths = [os.path.abspath(p) for p in args.paths]
     document = {
         SAVED_PLAN_KEY: SAVED_PLAN_VERSION,
         "apply_set": planned.apply_set,
         "prune": planned.prune,
+        "paths": paths,
+        "recursive": bool(args.recursive),
+        "listing": listing(paths, bool(args.recursive)),
         "sources": {source: _file_hash(source) for source in planned.loaded.sources},
         "store": fingerprint(planned.observed),
         "desired": [_desired_dict(d) for d in planned.loaded.pods],
@@ -201,6 +213,13 @@ def load_saved(path: str, ctx: Context) -> Planned:
             raise InputError(
                 f"{path}: {source} changed since the plan was made; run rktcfg plan again"
             )
+    now = listing(document["paths"], document["recursive"])
+    for moved in sorted(set(now) ^ set(document["listing"])):
+        what = "appeared" if moved in now else "is gone"
+        raise InputError(
+            f"{path}: {moved} {what} since the plan was made (the sources changed); "
+            "run rktcfg plan again"
+        )
     desired = tuple(
         DesiredPod(
             name=d["name"],

@@ -9,8 +9,8 @@ if TYPE_CHECKING:
     from rktcfg.cli.context import Context
 
 DESCRIPTION = """\
-Stop and remove pods: those a pod file or directory defines (by their names), or the pods
-named. Pods are stopped with SIGTERM (SIGKILL after their grace period) first.
+Stop and remove pods: those a pod file or directory made (apply records each pod's file),
+or the pods named. Pods are stopped with SIGTERM (SIGKILL after their grace period) first.
 
   rktcfg delete pods/web.yaml
   rktcfg delete web db"""
@@ -36,18 +36,31 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     if not args.paths:
         raise UsageError("give pod files, directories or pod names")
-    names: list[str] = []
+    from rktcfg.plan.planner import ANNOTATION_SOURCE
+
+    names = [p for p in args.paths if not os.path.exists(p)]
     files = [p for p in args.paths if os.path.exists(p)]
-    names += [p for p in args.paths if not os.path.exists(p)]
+    #: pod name -> the file that must have made it (pods named on the command line: any)
+    sources: dict[str, str | None] = dict.fromkeys(names)
     if files:
         args.paths = files
-        names += [pod.name for pod in load(args, ctx).pods]
+        sources.update({pod.name: pod.source for pod in load(args, ctx).pods})
     pods = Pods(ctx.data_dir())
     run = Executor(pods, desired=(), apply_set="", default_flavor="", base_options=PodOptions())
     deleted, failed = [], []
     with apply_lock(ctx.data_dir()):
-        for name in dict.fromkeys(names):
+        for name, source in sources.items():
             found = [pod for pod in pods.all() if pod.name() == name]
+            if source is not None:  # from a file: only the pods that file made
+                mine = [p for p in found if pods.annotations(p).get(ANNOTATION_SOURCE) == source]
+                if found and not mine:
+                    failed.append({"pod": name, "error": "not made from this file"})
+                    ctx.err.write(
+                        f"rktcfg: error: {name}: the pod of that name was not made from "
+                        f"{source}; delete it by name to remove it anyway\n"
+                    )
+                    continue
+                found = mine
             if not found:
                 failed.append({"pod": name, "error": "no such pod"})
                 ctx.err.write(f"rktcfg: error: {name}: no such pod\n")

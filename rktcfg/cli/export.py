@@ -75,14 +75,17 @@ def to_kubernetes(name: str, spec: dict[str, Any], warn: list[str]) -> dict[str,
             ports.append(entry)
         if ports:
             container["ports"] = ports
+        read_only = {v["name"] for v in spec.get("volumes") or () if v.get("readOnly")}
         mounts = [
             {
                 "name": m["volume"],
                 "mountPath": m["path"],
-                **({"readOnly": True} if m["readOnly"] else {}),
+                **({"readOnly": True} if m["readOnly"] or m["volume"] in read_only else {}),
             }
             for m in app.get("mounts") or ()
         ]
+        if app.get("annotations"):
+            warn.append(f"{where}: app annotations have no Kubernetes equivalent")
         if mounts:
             container["volumeMounts"] = mounts
         security: dict[str, Any] = {}
@@ -128,6 +131,10 @@ def to_kubernetes(name: str, spec: dict[str, Any], warn: list[str]) -> dict[str,
             volumes.append({"name": volume["name"], "hostPath": {"path": volume["source"]}})
         else:
             volumes.append({"name": volume["name"], "emptyDir": {}})
+            if volume.get("mode") not in (None, "0755") or volume.get("uid") or volume.get("gid"):
+                warn.append(
+                    f"{name}: volumes[{volume['name']}]: mode, uid and gid are not exported"
+                )
     if volumes:
         pod_spec["volumes"] = volumes
     metadata: dict[str, Any] = {"name": name}

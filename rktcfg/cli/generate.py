@@ -32,15 +32,26 @@ def unit_name(directory: str) -> str:
     return f"rktcfg-{slug}.service"
 
 
+def _systemd_word(word: str) -> str:
+    """One ExecStart= word: quoted where needed; % and $ doubled (systemd expands them)."""
+    import shlex
+
+    return shlex.quote(word).replace("%", "%%").replace("$", "$$")
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     import os
-    import shlex
     import sys
 
     import jinja2
 
+    from rktcfg.durations import parse_duration
     from rktcfg.errors import UsageError
 
+    try:
+        parse_duration(args.interval)
+    except ValueError as exc:
+        raise UsageError(f"--interval: {exc}") from None
     directory = os.path.abspath(args.directory)
     if not os.path.isdir(directory):
         raise UsageError(f"{args.directory}: not a directory")
@@ -61,7 +72,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     text = env.get_template("systemd-watch.service.j2").render(
         unit=args.name or unit_name(directory),
         directory=directory,
-        argv=[shlex.quote(a) for a in argv],
+        argv=[_systemd_word(a) for a in argv],
         environment=[],
     )
     ctx.out.write(text)

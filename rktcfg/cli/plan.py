@@ -17,7 +17,8 @@ why), ! conflict (a pod of that name that this apply set does not own). Nothing 
   rktcfg plan pods/ --prune -o json     # also pods of the set whose file is gone
   rktcfg plan pods/ --out plan.json     # save it; `rktcfg apply plan.json` carries it out
 
-exit status: 0 (or with --detailed-exitcode: 0 nothing to do, 2 changes), 1 error."""
+exit status: 0, or 2 for bad input; with --detailed-exitcode: 0 nothing to do, 2 changes,
+1 an error or a conflict."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,13 +37,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from rktcfg.cli.applyargs import plan, save
     from rktcfg.cli.output import emit
+    from rktcfg.errors import RktcfgError
     from rktcfg.plan.diff import render_text
 
-    planned = plan(args, ctx)
+    try:
+        planned = plan(args, ctx)
+    except RktcfgError as exc:
+        if not args.detailed_exitcode:
+            raise
+        ctx.err.write(f"rktcfg: error: {exc.message}\n")
+        return 1  # --detailed-exitcode: 2 means changes, so an error is 1, whatever it is
     if args.out:
-        save(planned, args.out)
+        save(planned, args.out, args)
     color = args.output == "text" and ctx.out.isatty()
     emit(ctx, planned.plan.as_dict(), lambda: render_text(planned.plan, color=color))
+    conflicts = [a for a in planned.plan.actions if a.kind == "conflict"]
+    for action in conflicts:
+        ctx.err.write(f"rktcfg: error: {action.pod}: {action.reason}\n")
+    if args.detailed_exitcode and conflicts:
+        return 1  # apply would fail on them
     if args.detailed_exitcode and planned.plan.changed():
         return 2
     return 0

@@ -70,11 +70,12 @@ def watch(args: argparse.Namespace, ctx: Context) -> int:
     last: tuple[tuple[str, int, int], ...] | None = None
     due = 0.0
     watched = [*args.paths, *args.vars_file]
+    hosts: list[str] = []  # the read-only host volumes the pods mount: their content counts
     log(f"watching {', '.join(args.paths)} (every {args.interval}, and on file changes)")
     try:
         while not stopping:
             now = time.monotonic()
-            current = signature(watched, args.recursive)
+            current = signature(watched, args.recursive) + signature(hosts, True)
             if current != last or now >= due:
                 why = (
                     "start"
@@ -84,6 +85,7 @@ def watch(args: argparse.Namespace, ctx: Context) -> int:
                 try:
                     with apply_lock(ctx.data_dir()):
                         planned = plan(args, ctx)
+                        hosts = sorted({f for p in planned.loaded.pods for f in p.host_files})
                         if planned.plan.changed():
                             log(f"reconciling ({why})")
                             _, result = apply_once(planned, args, ctx, log)
@@ -92,7 +94,8 @@ def watch(args: argparse.Namespace, ctx: Context) -> int:
                             log("no changes")
                 except RktcfgError as exc:
                     log(f"error: {exc.message}")
-                last, due = current, time.monotonic() + interval
+                last = signature(watched, args.recursive) + signature(hosts, True)
+                due = time.monotonic() + interval
             for _ in range(10):  # look at the files every second, wake at once on SIGTERM
                 if stopping:
                     break

@@ -262,7 +262,8 @@ def build_pod(data: dict[str, Any], ctx: Context) -> Built | None:
     name = _text(_table(data.get("metadata")).get("name"))
     if ctx.problems or name is None:
         return None
-    return Built(name, spec, _host_files(spec), ctx.parsed.line_of(("metadata", "name")))
+    host_files = _host_files(spec, ctx.directory)
+    return Built(name, spec, host_files, ctx.parsed.line_of(("metadata", "name")))
 
 
 def _check_structure(api_version: str, data: dict[str, Any], ctx: Context) -> None:
@@ -910,11 +911,16 @@ def _cross_check(raw: dict[str, Any], dialect: Dialect, ctx: Context) -> None:
                 host_ports[key] = port_path
 
 
-def _host_files(spec: dict[str, Any]) -> tuple[str, ...]:
-    """Sources of host volumes that are read-only or mounted read-only by an app."""
-    read_only = {
-        mount["volume"] for app in spec["apps"] for mount in app["mounts"] if mount["readOnly"]
-    }
+def _host_files(spec: dict[str, Any], directory: str) -> tuple[str, ...]:
+    """The host volumes whose content is part of the pod's spec: those inside the pod file's
+    directory (the repository), read-only for every app (the volume is readOnly, or each
+    mount of it is). A volume an app writes, or a path outside the repository such as /usr,
+    is not the repository's content: hashing it would replace the pod at every apply."""
+    mounts: dict[str, list[bool]] = {}
+    for app in spec["apps"]:
+        for mount in app["mounts"]:
+            mounts.setdefault(mount["volume"], []).append(bool(mount["readOnly"]))
+    root = os.path.join(os.path.abspath(directory), "")
     return tuple(
         sorted(
             {
@@ -922,7 +928,11 @@ def _host_files(spec: dict[str, Any]) -> tuple[str, ...]:
                 for volume in spec["volumes"]
                 if volume["kind"] == "host"
                 and volume["source"]
-                and (volume["readOnly"] or volume["name"] in read_only)
+                and (volume["source"] + "/").startswith(root)
+                and (
+                    volume["readOnly"]
+                    or (mounts.get(volume["name"]) and all(mounts[volume["name"]]))
+                )
             }
         )
     )

@@ -265,6 +265,19 @@ def load(
                 continue
         documents, found = split_documents(text, file.fmt, file.display)
         state.problems.extend(found)
+        if not documents and not found:
+            # A file caught half-written (truncated, then rewritten) must never read as "its
+            # pods are gone": under --prune that would remove them.
+            state.problems.append(
+                Problem(
+                    "holds no pod (an empty pod file is an error, so that a file being "
+                    "rewritten never prunes its pods; delete the file to remove them)",
+                    file=file.display,
+                    line=None,
+                    field="",
+                )
+            )
+            continue
         directory = os.path.dirname(file.path)
         for document in documents:
             ctx = Context(

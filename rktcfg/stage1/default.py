@@ -268,7 +268,9 @@ def setup_rootfs(pod_dir: str, app: AppSpec, stage1: dict[str, Any]) -> None:
     if not os.path.lexists(hosts):
         _write_new(hosts, hosts_file(hostname), owner)
     resolv = resolve_in_root(rootfs, "/etc/resolv.conf", follow_final=False)
-    if not os.path.lexists(resolv) and os.path.exists("/etc/resolv.conf"):
+    if not os.path.lexists(resolv) and stage1.get("dns"):
+        _write_new(resolv, "".join(f"nameserver {ip}\n" for ip in stage1["dns"]), owner)
+    elif not os.path.lexists(resolv) and os.path.exists("/etc/resolv.conf"):
         with open("/etc/resolv.conf", encoding="utf-8") as handle:
             _write_new(resolv, handle.read(), owner)
     if raw.get("read_only_rootfs"):

@@ -294,3 +294,52 @@ def test_generate_systemd_and_export_kubernetes(data: str, tmp_path: Path) -> No
     theirs = plan_json(data, str(back))
     assert [a["kind"] for a in ours["actions"]] == [a["kind"] for a in theirs["actions"]]
     assert os.path.exists(back)
+
+
+# --- from the review: what must not happen ------------------------------------------------------
+
+
+def test_review_regressions(data: str, tmp_path: Path) -> None:
+    pods = tmp_path / "pods"
+    write_pod(pods, "kept")
+    rktcfg(data, "apply", str(pods), "--wait=30s")
+    uuid = by_name(data, "kept")[0]["uuid"]
+
+    # a file caught empty (half-written) is an error, never a prune of its pod
+    (pods / "kept.yaml").write_text("")
+    result = rktcfg(data, "apply", str(pods), "--prune", check=False)
+    assert result.returncode == 2 and "holds no pod" in result.stderr
+    assert [p["uuid"] for p in by_name(data, "kept")] == [uuid]
+    write_pod(pods, "kept")
+
+    # --detailed-exitcode: an error is 1, not 2 (which means "changes")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.yaml").write_text("apiVersion: rktcfg/v1\nkind: Pod\nspec: 3\n")
+    bad = rktcfg(data, "plan", str(tmp_path / "bad"), "--detailed-exitcode", check=False)
+    assert bad.returncode == 1, bad.stderr
+
+    # a saved plan notices a file that appeared in a directory since
+    saved = tmp_path / "plan.json"
+    rktcfg(data, "plan", str(pods), "--prune", "--out", str(saved))
+    write_pod(pods, "newcomer")
+    refused = rktcfg(data, "apply", str(saved), check=False)
+    assert refused.returncode == 2 and "appeared since the plan was made" in refused.stderr
+    (pods / "newcomer.yaml").unlink()
+
+    # --wait fails for a pod whose app failed
+    failing = pods / "failing.yaml"
+    failing.write_text(
+        POD.format(name="failing", policy="never").replace('[/bin/sleep, "300"]', "[/bin/false]")
+    )
+    result = rktcfg(data, "apply", str(pods), "--wait=20s", check=False)
+    assert result.returncode == 1 and "failing" in result.stderr, result.stderr
+    failing.unlink()
+
+    # delete PATH removes only the pods that file made
+    rktcfg(data, "run", "-d", "--name", "bystander", "example.com/busybox", "--exec", "/bin/sleep")
+    write_pod(tmp_path / "elsewhere", "bystander")
+    result = rktcfg(data, "delete", str(tmp_path / "elsewhere" / "bystander.yaml"), check=False)
+    assert result.returncode == 1 and "not made from" in result.stderr
+    assert len(by_name(data, "bystander")) == 1
+    rktcfg(data, "delete", str(pods / "kept.yaml"))
+    assert by_name(data, "kept") == []

@@ -259,16 +259,33 @@ spec:
       mounts: [{volume: ro-mount, path: /a, readOnly: true}, {volume: rw, path: /b}]
     - name: b
       image: x
-      mounts: [{volume: rw, path: /b}, {volume: empty, path: /c, readOnly: true}]
+      mounts: [{volume: rw, path: /b}, {volume: empty, path: /c, readOnly: true},
+               {volume: mixed, path: /d, readOnly: true}]
+    - name: c
+      image: x
+      mounts: [{volume: mixed, path: /d}]
   volumes:
     - {name: ro-mount, kind: host, source: conf}
-    - {name: ro-volume, kind: host, source: /srv/site, readOnly: true}
+    - {name: ro-volume, kind: host, source: site, readOnly: true}
+    - {name: outside, kind: host, source: /srv/site, readOnly: true}
     - {name: rw, kind: host, source: data}
+    - {name: mixed, kind: host, source: shared}
     - {name: empty, kind: empty}
 """,
     )
     pod = load([str(tmp_path)], environ={}).pods[0]
-    assert pod.host_files == tuple(sorted([str(tmp_path / "conf"), "/srv/site"]))
+    # read-only for every app and inside the repository: their content is the spec's; a
+    # volume one app writes, or a path outside the repository, is not
+    assert pod.host_files == tuple(sorted([str(tmp_path / "conf"), str(tmp_path / "site")]))
+
+
+def test_an_empty_pod_file_is_an_error_never_a_prune(tmp_path: Path) -> None:
+    from rktcfg.errors import ValidationError
+
+    _write(tmp_path / "half-written.yaml", "")
+    with pytest.raises(ValidationError) as caught:
+        load([str(tmp_path)], environ={})
+    assert "half-written.yaml" in str(caught.value) and "holds no pod" in str(caught.value)
 
 
 def test_desired_pod_round_trips() -> None:
