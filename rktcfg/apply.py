@@ -184,8 +184,7 @@ def pod_request(
                 )
             )
     nets = list(spec.get("net") or ["default"])
-    # Until rktcfg has networks of its own, "default" is a network namespace with loopback.
-    net = "host" if nets == ["host"] else "none"
+    net = ",".join(nets)
     annotations = {
         **{f"label/{k}": str(v) for k, v in (spec.get("labels") or {}).items()},
         **{str(k): str(v) for k, v in (spec.get("annotations") or {}).items()},

@@ -27,6 +27,33 @@ from rktcfg.store.pods import LockedPod, Pod, PodState, PodStore
 APP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 FLAVORS_AVAILABLE = ("fly", "default")
 NETS = ("none", "host")
+
+
+def parse_net(text: str, known: dict[str, dict[str, Any]]) -> list[dict[str, Any]] | str:
+    """``--net``: "host" or "none", or the networks to join, each a net.d entry plus the
+    requested address (``name[:IP=addr]``); unknown names are an error listing the known."""
+    if text in NETS:
+        return text
+    out: list[dict[str, Any]] = []
+    for item in text.split(","):
+        name, _, args = item.strip().partition(":")
+        if name in NETS:
+            raise InputError(f"--net {text}: {name} cannot be combined with other networks")
+        if name not in known:
+            names = ", ".join(sorted([*known, *NETS]))
+            raise InputError(f"--net {text}: unknown network {name!r} (known: {names})")
+        if any(n["name"] == name for n in out):
+            raise InputError(f"--net {text}: network {name} named twice")
+        requested = None
+        for arg in filter(None, args.split(";")):
+            key, sep, value = arg.partition("=")
+            if key != "IP" or not sep:
+                raise InputError(f"--net {text}: expected {name}:IP=ADDRESS (got {arg!r})")
+            requested = value
+        out.append({"name": name, **known[name], "ip": requested})
+    return out
+
+
 #: The size of a pod's user namespace (--private-users): ids 0..65535 of the pod.
 USERNS_SIZE = 65536
 #: Where ids of an image that the pod's range cannot hold end up (nobody/nogroup).
@@ -109,7 +136,11 @@ class PodOptions:
     spec: dict[str, Any] | None = None
     # the default flavor
     hostname: str | None = None
-    net: str = "none"  # none (loopback only) | host
+    #: "host", "none" (loopback only), or networks of net.d, comma-separated, each with an
+    #: optional ":IP=addr" (``default``, ``default,backend:IP=10.1.0.9``)
+    net: str = "none"
+    #: net.d: name -> {"type", "subnet", "gateway", "ip_masq", "default_route"}
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     private_users: bool = False
     #: nameservers for the pod's /etc/resolv.conf (when the image has none); () = the host's
     dns: tuple[str, ...] = ()
@@ -381,8 +412,8 @@ class Pods:
             raise InputError(f"--restart must be one of {', '.join(RESTART_POLICIES)}")
         if opts.flavor == "fly" and len(images) != 1:
             raise InputError(f"the fly flavor runs exactly one app per pod (got {len(images)})")
-        if opts.net not in NETS:
-            raise InputError(f"--net {opts.net}: not available yet (available: {', '.join(NETS)})")
+        if opts.flavor == "default":
+            parse_net(opts.net, opts.networks)  # unknown networks: an error, nothing made
         if opts.flavor != "default":
             for flag, value in (
                 ("--private-users", opts.private_users),
@@ -550,10 +581,10 @@ class Pods:
                 "volumes": app_volumes,
             }
             published = [p["name"] for p in image.ports if p.get("hostPort")]
-            if published and opts.net != "host":
+            if published and opts.net == "none":
                 self.warnings.append(
-                    f"app {name}: port(s) {', '.join(published)} have a hostPort, but rktcfg "
-                    "publishes no ports yet (networking is the next issue): use net host"
+                    f"app {name}: port(s) {', '.join(published)} have a hostPort, but the pod "
+                    "has no network to publish them on (--net none)"
                 )
             activated = [p.name for p in (app.ports if app else ()) if p.socket_activated]
             if activated:
@@ -625,7 +656,7 @@ class Pods:
                 {
                     "hostname": opts.hostname
                     or (opts.name[:63].rstrip("-") if opts.name else f"rktcfg-{pod.uuid}"),
-                    "net": opts.net,
+                    "net": parse_net(opts.net, opts.networks),
                     "private_users": users,
                     "cgroup_parent": opts.cgroup_parent,
                     "strict_isolators": opts.strict_isolators,
@@ -681,8 +712,14 @@ class Pods:
 
         try:
             namespaces, hostname = self._isolate(pod)
+            netns = pod.file("netns") if os.path.exists(pod.file("netns")) else None
             launch_supervisor(
-                pod.path, pod.fd, stdin_fd=stdin_fd, namespaces=namespaces, hostname=hostname
+                pod.path,
+                pod.fd,
+                stdin_fd=stdin_fd,
+                namespaces=namespaces,
+                hostname=hostname,
+                netns=netns,
             )
         finally:
             pod.release()  # the supervisor holds the lock now
@@ -716,9 +753,39 @@ class Pods:
         namespaces = (
             linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWPID
         )
-        if stage1.get("net") != "host":
+        net = stage1.get("net")
+        if isinstance(net, list):  # real networks: a netns file the supervisor joins
+            self._networks(pod, net)
+        elif net != "host":
             namespaces |= linux.CLONE_NEWNET
         return namespaces, stage1.get("hostname")
+
+    def _networks(self, pod: LockedPod, networks: list[dict[str, Any]]) -> None:
+        from rktcfg.net import podnet
+
+        netns = podnet.create_netns(pod.path)
+        ports = [
+            {
+                "name": port["name"],
+                "protocol": port.get("protocol") or "tcp",
+                "port": port["port"],
+                "host_port": port["hostPort"],
+                "host_ip": port.get("hostIP") or "",
+            }
+            for app in pod.read_json("pod")["apps"]
+            for port in app.get("ports") or ()
+            if port.get("hostPort")
+        ]
+        record = podnet.setup(
+            pod.path,
+            netns,
+            [{k: v for k, v in n.items() if k != "ip"} for n in networks],
+            data_dir=self.data_dir,
+            pod_uuid=pod.uuid,
+            requested={n["name"]: n["ip"] for n in networks if n.get("ip")},
+            ports=ports,
+        )
+        self.warnings.extend(record.get("warnings") or ())
 
     # --- inspecting --------------------------------------------------------------------------
 
@@ -762,6 +829,13 @@ class Pods:
         cgroups = None
         with contextlib.suppress(FileNotFoundError, ValueError):
             cgroups = pod.read_json(DEFAULT_CGROUPS_FILE)
+        networks: list[dict[str, Any]] = []
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            record = pod.read_json("networks.json")
+            networks = [
+                {k: n.get(k) for k in ("name", "ifname", "ip", "prefix", "gateway", "mac")}
+                for n in record.get("networks") or ()
+            ]
         extra: dict[str, Any] = {}
         if stage1.get("flavor") == "default":
             extra = {
@@ -784,7 +858,7 @@ class Pods:
             "pid": pid,
             "exit_code": self.exit_code(pod),
             "apps": apps,
-            "networks": [],
+            "networks": networks,
             **extra,
         }
 
@@ -890,9 +964,15 @@ class Pods:
     def _delete(self, locked: LockedPod) -> None:
         """Tear down what the pod set up, then delete it. Each step is idempotent; the pod
         manifest goes last, so an interrupted delete can be retried by gc."""
+        from rktcfg.net.podnet import teardown as teardown_networks
         from rktcfg.stage1 import linux
         from rktcfg.stage1.default import remove_cgroups
 
+        if os.path.exists(locked.file("networks.json")):
+            left = teardown_networks(locked.path, data_dir=self.data_dir)
+            if left:
+                locked.release()
+                raise RuntimeFailure(f"pod {locked.uuid}: networks left: {'; '.join(left)}")
         for attempt in range(20):
             try:
                 linux.unmount_below(locked.path)

@@ -58,7 +58,10 @@ def executor(planned: Planned, args: argparse.Namespace, ctx: Context, log: obje
     config = ctx.config()
     defaults = config.isolators
     insecure = frozenset(o.strip() for o in args.insecure_options.split(",") if o.strip())
+    from rktcfg.cli.podargs import network_configs
+
     base = PodOptions(
+        networks=network_configs(config),
         cgroup_parent=config.paths.cgroup_parent,
         isolator_defaults={
             "cpu_millis": defaults.cpu_millis,

@@ -57,7 +57,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     status["state"] if first else "",
                     _when(status["created_at"], args.full, now) if first else "",
                     _when(status["started_at"], args.full, now) if first else "",
-                    ",".join(status["networks"]) if first else "",
+                    ",".join(f"{n['name']}:ip4={n['ip']}" for n in status["networks"]) or "-"
+                    if first
+                    else "",
                 ]
             )
     headers = ["UUID", "NAME", "SET", "APP", "IMAGE", "STATE", "CREATED", "STARTED", "NETWORKS"]

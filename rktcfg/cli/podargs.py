@@ -34,6 +34,7 @@ APP_FLAGS_HELP = """app flags (after an image, for that image):
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
     from rktcfg.cli.context import Context
     from rktcfg.pods import ImageArg, PodOptions
@@ -55,9 +56,9 @@ def configure_pod_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--net",
-        default="none",
-        metavar="NET",
-        help="none (a network namespace with loopback only; the default) or host",
+        default="default",
+        metavar="NET[:IP=ADDR],...",
+        help="networks of net.d (default: default), or host, or none (loopback only)",
     )
     parser.add_argument(
         "--private-users",
@@ -191,6 +192,20 @@ def _image_arg(
     )
 
 
+def network_configs(config: Any) -> dict[str, dict[str, Any]]:
+    """net.d's networks as the pod library takes them."""
+    return {
+        name: {
+            "type": net.type,
+            "subnet": net.subnet,
+            "gateway": net.gateway,
+            "ip_masq": net.ip_masq,
+            "default_route": net.default_route,
+        }
+        for name, net in config.networks.items()
+    }
+
+
 def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
     import os
 
@@ -296,6 +311,7 @@ def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
         no_overlay=args.no_overlay,
         strict_isolators=args.strict_isolators,
         cgroup_parent=config.paths.cgroup_parent,
+        networks=network_configs(config),
         isolator_defaults={
             "cpu_millis": defaults.cpu_millis,
             "memory_bytes": defaults.memory_bytes,

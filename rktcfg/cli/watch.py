@@ -75,7 +75,8 @@ def watch(args: argparse.Namespace, ctx: Context) -> int:
     try:
         while not stopping:
             now = time.monotonic()
-            current = signature(watched, args.recursive) + signature(hosts, True)
+            files = signature(watched, args.recursive)  # before planning: an edit made
+            current = files + signature(hosts, True)  # while applying is seen next turn
             if current != last or now >= due:
                 why = (
                     "start"
@@ -94,7 +95,7 @@ def watch(args: argparse.Namespace, ctx: Context) -> int:
                             log("no changes")
                 except RktcfgError as exc:
                     log(f"error: {exc.message}")
-                last = signature(watched, args.recursive) + signature(hosts, True)
+                last = files + signature(hosts, True)
                 due = time.monotonic() + interval
             for _ in range(10):  # look at the files every second, wake at once on SIGTERM
                 if stopping:

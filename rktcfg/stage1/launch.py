@@ -14,13 +14,19 @@ import time
 SUPERVISOR_LOG = "supervisor.log"
 
 
-def isolate(namespaces: int, hostname: str | None) -> None:
+def isolate(namespaces: int, hostname: str | None, netns: str | None = None) -> None:
     """Put the calling process into new namespaces before it execs the supervisor: the
     ``CLONE_NEW*`` flags in ``namespaces``; a new mount namespace becomes a slave of the
     host's (mounts flow in, never out), a new UTS namespace gets ``hostname``, a new network
     namespace gets its loopback up."""
     from rktcfg.stage1 import linux
 
+    if netns is not None:  # the pod's networks were made in this netns file beforehand
+        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            linux.setns(fd, linux.CLONE_NEWNET)
+        finally:
+            os.close(fd)
     linux.unshare(namespaces)
     if namespaces & linux.CLONE_NEWNS:
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
@@ -39,6 +45,7 @@ def launch_supervisor(
     stdin_fd: int | None = None,
     namespaces: int = 0,
     hostname: str | None = None,
+    netns: str | None = None,
 ) -> None:
     """Start ``python -I -m rktcfg.stage1.init POD_DIR LOCK_FD``; return once it is detached.
     With ``stdin_fd`` the supervisor's stdin is that fd (for an interactive app), else
@@ -63,8 +70,8 @@ def launch_supervisor(
                 if fd != lock_fd:
                     with contextlib.suppress(OSError):
                         os.close(fd)
-            if namespaces:
-                isolate(namespaces, hostname)
+            if namespaces or netns:
+                isolate(namespaces, hostname, netns)
             os.execv(sys.executable, argv)
         except BaseException as exc:
             with contextlib.suppress(BaseException):

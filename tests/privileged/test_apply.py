@@ -268,10 +268,11 @@ def test_watch_reconciles_on_file_changes_until_sigterm(data: str, tmp_path: Pat
         (pods / "first.yaml").unlink()
         while by_name(data, "first") and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert {p["name"] for p in listed(data)} == {"second"}
+        names = {p["name"] for p in listed(data)}
     finally:
         watcher.send_signal(signal.SIGTERM)
         out, err = watcher.communicate(timeout=30)
+    assert names == {"second"}, (out, err)
     assert watcher.returncode == 0, err
     assert "create first" in out and "create second" in out and "remove first" in out, out
 

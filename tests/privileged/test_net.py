@@ -643,6 +643,15 @@ def test_a_pod_cannot_reach_the_hosts_loopback_through_route_localnet(world: Wor
     assert not arrived()
     done = nft._nft(["flush", "chain", nft.FAMILY, TABLE, "guard"])  # the test's own table
     assert done.returncode == 0, done.stderr
+    # rktcfg's own table, left by pods that ran before (on this host: pods of other tests),
+    # guards every rk* link too: for the control it must go, and it only may when no pod
+    # has rules in it (it is made again by the next pod that needs it)
+    if nft._list_table(nft.TABLE) is not None:
+        tagged = [c for c in nft._list_table(nft.TABLE) or [] if "rule" in c]
+        pods = [r for r in tagged if r["rule"].get("comment") not in (None, nft.GUARD_TAG)]
+        if pods:
+            pytest.skip("pods with rules in rktcfg's own nft table: cannot run the control")
+        nft.delete_table(nft.TABLE)
     in_netns(pod.netns, attack)
     assert arrived()
 

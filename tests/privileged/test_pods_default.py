@@ -821,7 +821,8 @@ def test_net_host_and_net_none(data: str) -> None:
     host_ns = os.stat("/proc/self/ns/net").st_ino
     result = sh(data, "stat -L -c %i /proc/self/ns/net", "--net", "host")
     assert result.returncode == 0 and result.stdout.strip() == str(host_ns), result.stderr
-    result = sh(data, "stat -L -c %i /proc/self/ns/net; cat /proc/net/dev; echo ---; ip link")
+    script = "stat -L -c %i /proc/self/ns/net; cat /proc/net/dev; echo ---; ip link"
+    result = sh(data, script, "--net", "none")
     assert result.returncode == 0, result.stderr
     inode, *dev_lines = result.stdout.split("---\n")[0].splitlines()
     assert inode != str(host_ns)
@@ -833,6 +834,36 @@ def test_net_host_and_net_none(data: str) -> None:
     assert len(links) == 1 and links[0].split()[1] == "lo:", links
     flags = links[0].split()[2].strip("<>").split(",")
     assert "UP" in flags, links
+
+
+def test_the_default_network_gives_pods_addresses_that_reach_each_other(data: str) -> None:
+    # two pods on the default network (ptp): each has eth0 with its own address and a
+    # default route via the gateway; one serves, the other fetches through the host.
+    server = detach(
+        data,
+        "example.com/busybox",
+        "--exec",
+        "/bin/sh",
+        "--",
+        "-c",
+        "mkdir -p /w && echo served > /w/index.html && httpd -f -p 8080 -h /w",
+    )
+    ip = status(data, server)["networks"][0]["ip"]
+    assert ip.startswith("172.16.28."), status(data, server)["networks"]
+    script = f"ip route | grep -c '^default via 172.16.28.1'; wget -q -O- http://{ip}:8080/"
+    deadline = time.monotonic() + 10
+    while True:
+        result = sh(data, script)
+        if "served" in result.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert result.stdout.split() == ["1", "served"], (result.stdout, result.stderr)
+    listed = rktcfg(data, "list").stdout
+    assert f"default:ip4={ip}" in listed
+    bad = rktcfg(data, "run", "--net", "nosuch", "example.com/busybox", check=False)
+    assert bad.returncode == 2 and "unknown network 'nosuch'" in bad.stderr
+    assert "default" in bad.stderr and "default-restricted" in bad.stderr
+    rktcfg(data, "stop", "--force", server)
 
 
 # --- 16. a killed supervisor -------------------------------------------------------------------

@@ -116,9 +116,9 @@ def test_every_field_reaches_the_pod_library() -> None:
     assert (site.kind, site.source, site.read_only) == ("host", "/srv/site", True)
 
 
-def test_no_exec_keeps_the_images_and_networks_other_than_host_get_loopback() -> None:
+def test_no_exec_keeps_the_images_and_the_networks_are_passed_on() -> None:
     spec = _spec(net=["default"], stage1="fly")
     spec["apps"][0]["exec"] = None
     (image,), options = _request(spec)
     assert image.exec is None and image.args == ("-v",)
-    assert options.net == "none" and options.flavor == "fly"
+    assert options.net == "default" and options.flavor == "fly"
