@@ -142,6 +142,8 @@ class PodOptions:
     #: net.d: name -> {"type", "subnet", "gateway", "ip_masq", "default_route"}
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     private_users: bool = False
+    #: --port NAME:[HOSTIP:]HOSTPORT: (port name, host IP or "", host port)
+    published: tuple[tuple[str, str, int], ...] = ()
     #: nameservers for the pod's /etc/resolv.conf (when the image has none); () = the host's
     dns: tuple[str, ...] = ()
     no_overlay: bool = False
@@ -213,6 +215,23 @@ def _app_name(manifest: ImageManifest, taken: set[str]) -> str:
 
 #: What a root app of the default flavor gets unless its image sets it (appc leaves it open).
 ROOT_ENV = {"HOME": "/root", "USER": "root", "LOGNAME": "root", "SHELL": "/bin/sh"}
+
+
+def _publish(apps: list[dict[str, Any]], opts: PodOptions) -> None:
+    """``--port NAME:[HOSTIP:]HOSTPORT``: give the app port of that name its host port."""
+    if opts.published and (opts.flavor != "default" or opts.net in NETS):
+        raise InputError("--port needs the default flavor and a network (not --net host|none)")
+    for name, host_ip, host_port in opts.published:
+        found = [p for app in apps for p in app["ports"] if p["name"] == name]
+        if not found:
+            known = sorted({p["name"] for app in apps for p in app["ports"]})
+            raise InputError(
+                f"--port {name}: no app has a port of that name "
+                f"(ports: {', '.join(known) or 'none'})"
+            )
+        for port in found:
+            port["hostPort"] = host_port
+            port["hostIP"] = host_ip or None
 
 
 def _read_int(path: str) -> int | None:
@@ -623,9 +642,14 @@ class Pods:
                     },
                     "readOnlyRootFS": image.read_only_rootfs,
                     "annotations": [{"name": k, "value": v} for k, v in image.annotations],
-                    "ports": list(image.ports),
+                    "ports": list(image.ports)
+                    or [
+                        {"name": p.name, "port": p.port, "protocol": p.protocol}
+                        for p in (app.ports if app else ())
+                    ],
                 }
             )
+        _publish(runtime_apps, opts)
         pod.write_json(
             "pod",
             {

@@ -61,6 +61,13 @@ def configure_pod_flags(parser: argparse.ArgumentParser) -> None:
         help="networks of net.d (default: default), or host, or none (loopback only)",
     )
     parser.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        metavar="NAME:[HOSTIP:]HOSTPORT",
+        help="publish the app port NAME on the host (from 127.0.0.1 too)",
+    )
+    parser.add_argument(
         "--private-users",
         action="store_true",
         help="a user namespace: the pod's root is an unprivileged host uid range",
@@ -302,9 +309,17 @@ def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
     if flavor not in FLAVORS:
         raise UsageError(f"--stage1 {flavor}: unknown flavor (choose from {', '.join(FLAVORS)})")
     insecure = frozenset(o.strip() for o in args.insecure_options.split(",") if o.strip())
+    published = []
+    for text in args.port:
+        name, _, rest = text.partition(":")
+        host_ip, _, host_port = rest.rpartition(":")
+        if not name or not host_port.isdigit() or not 0 < int(host_port) < 65536:
+            raise UsageError(f"--port {text!r}: expected NAME:[HOSTIP:]HOSTPORT, like http:8080")
+        published.append((name, host_ip, int(host_port)))
     config = ctx.config()
     defaults = config.isolators
     return PodOptions(
+        published=tuple(published),
         hostname=args.hostname,
         net=args.net,
         private_users=args.private_users,

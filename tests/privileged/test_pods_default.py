@@ -61,6 +61,8 @@ def image(name: str, isolators: list[dict[str, Any]]) -> dict[str, Any]:
         "group": "0",
         "isolators": isolators,
     }
+    if name == "ports":
+        doc["app"]["ports"] = [{"name": "web", "protocol": "tcp", "port": 8080}]
     return doc
 
 
@@ -74,6 +76,7 @@ IMAGES = {
     "nnp": [{"name": "os/linux/no-new-privileges", "value": True}],
     "unknown": [{"name": "example.com/unknown", "value": {"anything": 1}}],
     "pids": [{"name": "rktcfg/pids", "value": 16}],
+    "ports": [],  # declares the port "web" (8080/tcp)
 }
 
 
@@ -834,6 +837,43 @@ def test_net_host_and_net_none(data: str) -> None:
     assert len(links) == 1 and links[0].split()[1] == "lo:", links
     flags = links[0].split()[2].strip("<>").split(",")
     assert "UP" in flags, links
+
+
+def test_a_published_port_serves_the_host_loopback_and_is_refused_twice(data: str) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        host_port = probe.getsockname()[1]
+    script = "mkdir -p /w && echo published > /w/index.html && httpd -f -p 8080 -h /w"
+    uuid = detach(
+        data,
+        "--port",
+        f"web:{host_port}",
+        "example.com/ports",
+        "--exec",
+        "/bin/sh",
+        "--",
+        "-c",
+        script,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            url = f"http://127.0.0.1:{host_port}/"
+            with urllib.request.urlopen(url, timeout=2) as answer:  # the host's own loopback
+                assert answer.read() == b"published\n"
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    again = rktcfg(data, "run", "--port", f"web:{host_port}", "example.com/ports", check=False)
+    assert again.returncode == 2 and f"host port {host_port}/tcp" in again.stderr, again.stderr
+    unknown = rktcfg(data, "run", "--port", "nope:1", "example.com/ports", check=False)
+    assert unknown.returncode == 2 and "ports: web" in unknown.stderr, unknown.stderr
+    rktcfg(data, "stop", "--force", uuid)
 
 
 def test_the_default_network_gives_pods_addresses_that_reach_each_other(data: str) -> None:
