@@ -145,7 +145,10 @@ class PodOptions:
     #: --port NAME:[HOSTIP:]HOSTPORT: (port name, host IP or "", host port)
     published: tuple[tuple[str, str, int], ...] = ()
     #: nameservers for the pod's /etc/resolv.conf (when the image has none); () = the host's
-    dns: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()  # or ("host",), ("none",)
+    dns_search: tuple[str, ...] = ()
+    #: --hosts-entry IP=NAME: extra /etc/hosts lines
+    hosts_entries: tuple[tuple[str, str], ...] = ()
     no_overlay: bool = False
     strict_isolators: bool = False
     cgroup_parent: str | None = None
@@ -685,6 +688,8 @@ class Pods:
                     "cgroup_parent": opts.cgroup_parent,
                     "strict_isolators": opts.strict_isolators,
                     "dns": list(opts.dns),
+                    "dns_search": list(opts.dns_search),
+                    "hosts_entries": [list(e) for e in opts.hosts_entries],
                     "metadata": True,
                     "data_dir": os.path.abspath(self.data_dir),
                 }

@@ -61,6 +61,17 @@ def configure_pod_flags(parser: argparse.ArgumentParser) -> None:
         help="networks of net.d (default: default), or host, or none (loopback only)",
     )
     parser.add_argument(
+        "--dns",
+        action="append",
+        default=[],
+        metavar="IP|host|none",
+        help="a nameserver for the pod's resolv.conf (host: the host's file; none: no file)",
+    )
+    parser.add_argument("--dns-search", action="append", default=[], metavar="DOMAIN")
+    parser.add_argument(
+        "--hosts-entry", action="append", default=[], metavar="IP=NAME", help="an /etc/hosts line"
+    )
+    parser.add_argument(
         "--port",
         action="append",
         default=[],
@@ -316,9 +327,37 @@ def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
         if not name or not host_port.isdigit() or not 0 < int(host_port) < 65536:
             raise UsageError(f"--port {text!r}: expected NAME:[HOSTIP:]HOSTPORT, like http:8080")
         published.append((name, host_ip, int(host_port)))
+    import ipaddress
+
+    for server in args.dns:
+        if server not in ("host", "none"):
+            try:
+                ipaddress.ip_address(server)
+            except ValueError:
+                raise UsageError(
+                    f"--dns {server!r}: expected an IP address, host or none"
+                ) from None
+    if ("host" in args.dns or "none" in args.dns) and len(args.dns) > 1:
+        raise UsageError("--dns host and --dns none stand alone")
+    entries = []
+    for text in args.hosts_entry:
+        address, sep, host = text.partition("=")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise UsageError(f"--hosts-entry {text!r}: expected IP=NAME") from None
+        if not sep or not host or any(c.isspace() for c in host):
+            raise UsageError(f"--hosts-entry {text!r}: expected IP=NAME")
+        entries.append((address, host))
+    for domain in args.dns_search:
+        if not domain or any(c.isspace() for c in domain):
+            raise UsageError(f"--dns-search {domain!r}: expected a domain")
     config = ctx.config()
     defaults = config.isolators
     return PodOptions(
+        dns=tuple(args.dns),
+        dns_search=tuple(args.dns_search),
+        hosts_entries=tuple(entries),
         published=tuple(published),
         hostname=args.hostname,
         net=args.net,

@@ -151,6 +151,33 @@ def _write_new(path: str, text: str, owner: tuple[int, int] | None) -> None:
         os.close(fd)
 
 
+def _replace(path: str, text: str, owner: tuple[int, int] | None) -> None:
+    """Write a file of the app's rootfs anew (a symlink there is replaced, not followed)."""
+    if os.path.lexists(path):
+        os.unlink(path)
+    _write_new(path, text, owner)
+
+
+def _resolv_conf(stage1: dict[str, Any]) -> str | None:
+    """The pod's resolv.conf: --dns servers (``host``: the host's file, ``none``: no file) and
+    --dns-search domains; None for no file."""
+    dns = list(stage1.get("dns") or [])
+    search = list(stage1.get("dns_search") or [])
+    if dns == ["none"]:
+        return None
+    if not dns or dns == ["host"]:
+        try:
+            with open("/etc/resolv.conf", encoding="utf-8") as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            text = ""
+    else:
+        text = "".join(f"nameserver {ip}\n" for ip in dns)
+    if search:
+        text += f"search {' '.join(search)}\n"
+    return text or None
+
+
 def _setup_proc(rootfs: str) -> None:
     from rktcfg.rootpath import resolve_in_root
     from rktcfg.stage1 import linux
@@ -264,15 +291,15 @@ def setup_rootfs(pod_dir: str, app: AppSpec, stage1: dict[str, Any]) -> None:
             read_only=bool(volume.get("read_only")),
         )
     hostname = stage1.get("hostname") or "localhost"
+    entries = "".join(f"{ip}\t{name}\n" for ip, name in stage1.get("hosts_entries") or ())
     hosts = resolve_in_root(rootfs, "/etc/hosts", follow_final=False)
-    if not os.path.lexists(hosts):
-        _write_new(hosts, hosts_file(hostname), owner)
+    if entries or not os.path.lexists(hosts):  # --hosts-entry asks for ours
+        _replace(hosts, hosts_file(hostname) + entries, owner)
     resolv = resolve_in_root(rootfs, "/etc/resolv.conf", follow_final=False)
-    if not os.path.lexists(resolv) and stage1.get("dns"):
-        _write_new(resolv, "".join(f"nameserver {ip}\n" for ip in stage1["dns"]), owner)
-    elif not os.path.lexists(resolv) and os.path.exists("/etc/resolv.conf"):
-        with open("/etc/resolv.conf", encoding="utf-8") as handle:
-            _write_new(resolv, handle.read(), owner)
+    text = _resolv_conf(stage1)
+    asked = bool(stage1.get("dns") or stage1.get("dns_search"))
+    if text is not None and (asked or not os.path.lexists(resolv)):
+        _replace(resolv, text, owner)
     if raw.get("read_only_rootfs"):
         flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY
         linux.mount(None, rootfs, None, flags)

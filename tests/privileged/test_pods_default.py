@@ -876,6 +876,30 @@ def test_a_published_port_serves_the_host_loopback_and_is_refused_twice(data: st
     rktcfg(data, "stop", "--force", uuid)
 
 
+def test_dns_search_and_hosts_entries_reach_the_pods_files(data: str) -> None:
+    flags = (
+        "--net",
+        "none",
+        "--dns",
+        "192.0.2.53",
+        "--dns",
+        "192.0.2.54",
+        "--dns-search",
+        "example.com",
+        "--hosts-entry",
+        "10.1.2.3=db.example.com",
+    )
+    result = sh(data, "cat /etc/resolv.conf; echo ---; cat /etc/hosts", *flags)
+    assert result.returncode == 0, result.stderr
+    resolv, hosts = result.stdout.split("---\n")
+    assert resolv == "nameserver 192.0.2.53\nnameserver 192.0.2.54\nsearch example.com\n"
+    assert "10.1.2.3\tdb.example.com" in hosts and "localhost" in hosts
+    result = sh(data, "test -e /etc/resolv.conf; echo $?", "--net", "none", "--dns", "none")
+    assert result.stdout.strip() == "1", result.stdout
+    bad = rktcfg(data, "run", "--dns", "nope", "example.com/busybox", check=False)
+    assert bad.returncode == 2 and "--dns 'nope'" in bad.stderr
+
+
 def test_the_default_network_gives_pods_addresses_that_reach_each_other(data: str) -> None:
     # two pods on the default network (ptp): each has eth0 with its own address and a
     # default route via the gateway; one serves, the other fetches through the host.
