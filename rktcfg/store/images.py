@@ -317,7 +317,14 @@ class ImageStore:
             except FileExistsError:
                 continue
             fcntl.flock(fd, fcntl.LOCK_EX)
-            return fd, path
+            # Another store's sweep may have taken the file for a leftover between the
+            # create and the lock, and unlinked it: then the path is not ours, try another.
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    return fd, path
+            except FileNotFoundError:
+                pass
+            os.close(fd)
         raise StoreError(f"cannot create a temporary file in {self.tmp}")
 
     def _commit(
