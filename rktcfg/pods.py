@@ -993,11 +993,12 @@ class Pods:
     def _delete(self, locked: LockedPod) -> None:
         """Tear down what the pod set up, then delete it. Each step is idempotent; the pod
         manifest goes last, so an interrupted delete can be retried by gc."""
-        from rktcfg.net.podnet import teardown as teardown_networks
         from rktcfg.stage1 import linux
         from rktcfg.stage1.default import remove_cgroups
 
-        if os.path.exists(locked.file("networks.json")):
+        if os.path.exists(locked.file("networks.json")):  # only then pay for the import
+            from rktcfg.net.podnet import teardown as teardown_networks
+
             left = teardown_networks(locked.path, data_dir=self.data_dir)
             if left:
                 locked.release()

@@ -14,6 +14,21 @@ def _pod(data: Path, phase: str, uuid: str) -> None:
     (data / "pods" / phase / uuid).mkdir(parents=True)
 
 
+def _take_all(data: Path, uuids: list[str]) -> dict[str, int]:
+    """Each pod takes a range, all at once, from its own thread."""
+    got: dict[str, int] = {}
+
+    def take(uuid: str) -> None:
+        got[uuid] = take_user_range(str(data), uuid)
+
+    threads = [threading.Thread(target=take, args=(u,)) for u in uuids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return got
+
+
 def test_ranges_are_distinct_and_released(tmp_path: Path) -> None:
     _pod(tmp_path, "run", "a")
     _pod(tmp_path, "prepared", "b")
@@ -40,16 +55,7 @@ def test_concurrent_takers_never_share_a_range(tmp_path: Path) -> None:
     uuids = [f"pod{i}" for i in range(16)]
     for uuid in uuids:
         _pod(tmp_path, "prepare", uuid)
-    got: dict[str, int] = {}
-
-    def take(uuid: str) -> None:
-        got[uuid] = take_user_range(str(tmp_path), uuid)
-
-    threads = [threading.Thread(target=take, args=(u,)) for u in uuids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    got = _take_all(tmp_path, uuids)
     assert len(set(got.values())) == len(uuids)
     assert all(base % USERNS_SIZE == 0 and base >= USERNS_SIZE for base in got.values())
 
@@ -61,16 +67,7 @@ def test_concurrent_reclaimers_of_one_stale_lease_never_share_it(tmp_path: Path)
     uuids = [f"pod{i}" for i in range(12)]
     for uuid in uuids:
         _pod(tmp_path, "prepare", uuid)
-    got: dict[str, int] = {}
-
-    def take(uuid: str) -> None:
-        got[uuid] = take_user_range(str(tmp_path), uuid)
-
-    threads = [threading.Thread(target=take, args=(u,)) for u in uuids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    got = _take_all(tmp_path, uuids)
     assert len(set(got.values())) == len(uuids)
     owners = {
         int(name): (tmp_path / "userns" / name).read_text().strip()
