@@ -90,6 +90,7 @@ bench: venv
 	$(PY) bench/image_import.py
 	$(PY) bench/pod_start.py
 	$(PY) bench/apply_noop.py
+	$(PY) bench/net.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

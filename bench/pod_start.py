@@ -44,7 +44,8 @@ STEPS = (
 )
 
 
-def _image(work: Path) -> tuple[Path, Path]:
+def bench_image(work: Path) -> tuple[Path, Path]:
+    """A busybox rootfs (true, sleep) under ``work`` and example.com/bench built from it."""
     root = work / "rootfs"
     (root / "bin").mkdir(parents=True)
     (root / "bin" / "busybox").write_bytes(Path("/bin/busybox").read_bytes())
@@ -90,7 +91,7 @@ def main() -> int:
     compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "rktcfg"), quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        root, aci = _image(work)
+        root, aci = bench_image(work)
         data = str(work / "data")
         env = {**os.environ, "XDG_CACHE_HOME": str(work / "cache")}
         env.pop("PYTHONDONTWRITEBYTECODE", None)

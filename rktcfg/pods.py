@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from rktcfg.errors import InputError, RuntimeFailure
+from rktcfg.errors import InputError, NotFoundError, RuntimeFailure
 from rktcfg.image.manifest import ImageManifest, parse_image_manifest
 from rktcfg.store.images import ImageStore
 from rktcfg.store.pods import LockedPod, Pod, PodState, PodStore
@@ -235,6 +235,25 @@ def _publish(apps: list[dict[str, Any]], opts: PodOptions) -> None:
         for port in found:
             port["hostPort"] = host_port
             port["hostIP"] = host_ip or None
+
+
+#: What ``status`` shows of each network of a pod's record (``networks.json``)...
+NETWORK_FIELDS = (
+    "name",
+    "type",
+    "ifname",
+    "ip",
+    "prefix",
+    "subnet",
+    "gateway",
+    "mac",
+    "host_ifname",
+    "bridge",
+    "ip_masq",
+    "default_route",
+)
+#: ...and of each published port.
+PORT_FIELDS = ("name", "protocol", "port", "host_port", "host_ip", "network")
 
 
 def _read_int(path: str) -> int | None:
@@ -805,16 +824,52 @@ class Pods:
             for port in app.get("ports") or ()
             if port.get("hostPort")
         ]
+        requested = {n["name"]: n["ip"] for n in networks if n.get("ip")}
+        self._reclaim_from_exited(pod.uuid, networks, requested, ports)
         record = podnet.setup(
             pod.path,
             netns,
             [{k: v for k, v in n.items() if k != "ip"} for n in networks],
             data_dir=self.data_dir,
             pod_uuid=pod.uuid,
-            requested={n["name"]: n["ip"] for n in networks if n.get("ip")},
+            requested=requested,
             ports=ports,
         )
         self.warnings.extend(record.get("warnings") or ())
+
+    def _reclaim_from_exited(
+        self,
+        uuid: str,
+        networks: list[dict[str, Any]],
+        requested: dict[str, str],
+        ports: list[dict[str, Any]],
+    ) -> None:
+        """Tear down the networks of exited pods that hold a host port or requested address
+        this pod needs: a dead pod's network is garbage gc would remove anyway, and a replace
+        (or run after stop, or after a supervisor's kill -9) must not wait for gc. A holder
+        that is still running, or busy, keeps what it holds (setup then names it)."""
+        from rktcfg.net import ipam
+        from rktcfg.net.podnet import teardown as teardown_networks
+
+        holders = ipam.port_holders(self.data_dir)
+        wanted = {holders.get(f"{p['protocol']}-{p['host_port']}") for p in ports}
+        for net in networks:
+            if net["name"] in requested:
+                wanted.add(ipam.leases(self.data_dir, net["name"]).get(requested[net["name"]]))
+        for holder in sorted(h for h in wanted if h and h != uuid):
+            try:
+                other = self.store.get(holder)
+                if other.state() not in (PodState.EXITED, PodState.EXITED_GARBAGE):
+                    continue
+            except InputError:
+                continue  # gone meanwhile, or never there: setup reclaims its lease itself
+            locked = self.store.lock(other)
+            if locked is None:
+                continue
+            with locked:
+                left = teardown_networks(locked.path, data_dir=self.data_dir)
+            if left:
+                raise RuntimeFailure(f"pod {holder} (exited): networks left: {'; '.join(left)}")
 
     # --- inspecting --------------------------------------------------------------------------
 
@@ -830,6 +885,16 @@ class Pods:
                 return int(handle.read().strip())
         except (FileNotFoundError, ValueError):
             return None
+
+    def statuses(self) -> list[dict[str, Any]]:
+        """The status of every pod, leaving out pods deleted while they are read."""
+        found = []
+        for pod in self.all():
+            try:
+                found.append(self.status(pod))
+            except NotFoundError:
+                continue
+        return found
 
     def status(self, pod: Pod) -> dict[str, Any]:
         state = pod.state()
@@ -859,12 +924,13 @@ class Pods:
         with contextlib.suppress(FileNotFoundError, ValueError):
             cgroups = pod.read_json(DEFAULT_CGROUPS_FILE)
         networks: list[dict[str, Any]] = []
+        published: list[dict[str, Any]] = []
+        network_state = None
         with contextlib.suppress(FileNotFoundError, ValueError):
             record = pod.read_json("networks.json")
-            networks = [
-                {k: n.get(k) for k in ("name", "ifname", "ip", "prefix", "gateway", "mac")}
-                for n in record.get("networks") or ()
-            ]
+            network_state = record.get("state")
+            networks = [{k: n.get(k) for k in NETWORK_FIELDS} for n in record.get("networks") or ()]
+            published = [{k: p.get(k) for k in PORT_FIELDS} for p in record.get("ports") or ()]
         extra: dict[str, Any] = {}
         if stage1.get("flavor") == "default":
             extra = {
@@ -888,6 +954,8 @@ class Pods:
             "exit_code": self.exit_code(pod),
             "apps": apps,
             "networks": networks,
+            "network_state": network_state,
+            "published_ports": published,
             **extra,
         }
 
@@ -1040,7 +1108,10 @@ class Pods:
         }
         now = time.time_ns()
         for pod in self.store.pods(("run", "prepare", "prepared")):
-            state = pod.state()
+            try:
+                state = pod.state()
+            except NotFoundError:  # deleted meanwhile (another gc, rm or apply)
+                continue
             expired = state is PodState.PREPARED and now - pod.marked() >= expire_prepared_ns
             if state not in (PodState.EXITED, PodState.ABORTED_PREPARE) and not expired:
                 continue

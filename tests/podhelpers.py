@@ -23,6 +23,27 @@ def rktcfg(
     return result
 
 
+def busybox_rootfs(root: Path) -> Path:
+    """A root filesystem with every busybox applet in /bin, and root and user 1000."""
+    (root / "bin").mkdir(parents=True)
+    for directory in ("etc", "mnt", "root", "srv"):
+        (root / directory).mkdir()
+    (root / "tmp").mkdir(mode=0o1777)
+    (root / "bin" / "busybox").write_bytes(BUSYBOX.read_bytes())
+    (root / "bin" / "busybox").chmod(0o755)
+    applets = subprocess.run(
+        [str(BUSYBOX), "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for applet in applets:
+        if applet != "busybox" and "/" not in applet:
+            (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/:/bin/sh\n"
+    )
+    (root / "etc" / "group").write_text("root:x:0:\nuser:x:1000:\n")
+    return root
+
+
 def mounts_below(path: str) -> list[str]:
     real = os.path.realpath(path)
     with open("/proc/self/mountinfo", encoding="utf-8") as handle:

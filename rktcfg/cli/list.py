@@ -5,6 +5,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
     from rktcfg.cli.context import Context
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from rktcfg.pods import Pods
 
     pods = Pods(ctx.data_dir())
-    statuses = [pods.status(pod) for pod in pods.all()]
+    statuses = pods.statuses()
     now = time.time_ns()
     rows = []
     for status in statuses:
@@ -57,9 +58,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     status["state"] if first else "",
                     _when(status["created_at"], args.full, now) if first else "",
                     _when(status["started_at"], args.full, now) if first else "",
-                    ",".join(f"{n['name']}:ip4={n['ip']}" for n in status["networks"]) or "-"
-                    if first
-                    else "",
+                    _networks(status) if first else "",
                 ]
             )
     headers = ["UUID", "NAME", "SET", "APP", "IMAGE", "STATE", "CREATED", "STARTED", "NETWORKS"]
@@ -74,3 +73,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     emit(ctx, statuses, lambda: table(headers, rows, legend=not args.no_legend))
     return 0
+
+
+def _networks(status: dict[str, Any]) -> str:
+    """``default:ip4=172.16.28.5,backend:ip4=...``; "-" for none, or once torn down (an
+    exited pod whose address went to another)."""
+    if status.get("network_state") == "torn-down":
+        return "-"
+    return ",".join(f"{n['name']}:ip4={n['ip']}" for n in status["networks"] if n["ip"]) or "-"

@@ -399,6 +399,11 @@ def take_port(data_dir: str, pod_uuid: str, protocol: str, port: int) -> None:
             raise RuntimeFailure(f"host port {port}/{protocol}: lease appeared meanwhile")
 
 
+def port_holders(data_dir: str) -> dict[str, str]:
+    """The host port leases: ``tcp-8080`` -> pod UUID (read without the lock: a snapshot)."""
+    return _read_leases(os.path.join(data_dir, PORTS_DIR))
+
+
 def release_ports(data_dir: str, pod_uuid: str) -> list[str]:
     """Drop the pod's host port leases; returns their names (``tcp-8080``). Idempotent."""
     directory = os.path.join(data_dir, PORTS_DIR)

@@ -16,7 +16,8 @@ with the kernel's extended-ack text when it gives one (``add route 0.0.0.0/0 via
 eth0: Network is unreachable (ENETUNREACH): Nexthop has invalid gateway``); its ``__cause__``
 is an ``OSError`` with the errno.
 
-pyroute2 is imported when a connection is opened, never on import of this module.
+pyroute2's message modules are imported on the first request, never on import of this module,
+and without pyroute2's package ``__init__`` (see :func:`message_class`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import errno
 import os
 import socket
 import struct
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +98,52 @@ def _failure(what: str, code: int, text: str = "") -> RuntimeFailure:
     exc = RuntimeFailure(f"{what}: {os.strerror(code)} ({name}){detail}")
     exc.__cause__ = OSError(code, os.strerror(code))
     return exc
+
+
+_MESSAGE_CLASSES: dict[str, Any] = {}
+_MESSAGE_IMPORT = threading.Lock()
+
+
+def message_class(name: str) -> Any:
+    """pyroute2's rtnetlink message class ``name`` (``ifinfmsg``, ``ifaddrmsg``, ``rtmsg``).
+
+    pyroute2's package ``__init__`` imports IPRoute, NDB, conntrack and asyncio (~250 ms on
+    a pod's start); the message modules need none of that. So unless pyroute2 is imported
+    already, its package is entered as a bare module for their import and taken out again
+    afterwards: a later ``import pyroute2`` runs the real ``__init__`` (and finds these
+    modules loaded)."""
+    found = _MESSAGE_CLASSES.get(name)
+    if found is not None:
+        return found
+    with _MESSAGE_IMPORT:  # threads set up pods at once: one of them imports
+        if name not in _MESSAGE_CLASSES:
+            _import_message_classes()
+    return _MESSAGE_CLASSES[name]
+
+
+def _import_message_classes() -> None:
+    import importlib
+    import sys
+
+    bare = None
+    if "pyroute2" not in sys.modules:
+        import importlib.util
+        import types
+
+        spec = importlib.util.find_spec("pyroute2")
+        if spec is not None and spec.submodule_search_locations is not None:
+            bare = types.ModuleType("pyroute2")
+            bare.__path__ = list(spec.submodule_search_locations)
+            bare.__spec__ = spec
+            bare.__file__ = spec.origin
+            sys.modules["pyroute2"] = bare
+    try:
+        for module in ("ifinfmsg", "ifaddrmsg", "rtmsg"):
+            loaded = importlib.import_module(f"pyroute2.netlink.rtnl.{module}")
+            _MESSAGE_CLASSES[module] = getattr(loaded, module)
+    finally:
+        if bare is not None and sys.modules.get("pyroute2") is bare:
+            del sys.modules["pyroute2"]
 
 
 def socket_in_netns(netns_path: str, family: int, kind: int, proto: int = 0) -> socket.socket:
@@ -272,7 +320,7 @@ class Netlink:
 
     def link(self, name: str) -> Link | None:
         """The interface called ``name``, or None."""
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+        ifinfmsg = message_class("ifinfmsg")
 
         attrs = [("IFLA_IFNAME", name), ("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS)]
         request = self._request(f"get link {name}", ifinfmsg, RTM_GETLINK, NLM_F_REQUEST, {}, attrs)
@@ -286,7 +334,7 @@ class Netlink:
 
     def links(self, master: int | None = None) -> list[Link]:
         """Every interface (with ``master``: the ports of that bridge)."""
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+        ifinfmsg = message_class("ifinfmsg")
 
         attrs: list[tuple[str, Any]] = [("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS)]
         if master:
@@ -304,7 +352,7 @@ class Netlink:
     def veth(self, name: str, peer: str, peer_netns_fd: int | None = None) -> Request:
         """A veth pair: ``name`` here, ``peer`` in the namespace open as ``peer_netns_fd``
         (here when None). Both ends start down."""
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+        ifinfmsg = message_class("ifinfmsg")
 
         peer_attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", peer)]
         if peer_netns_fd is not None:
@@ -321,7 +369,7 @@ class Netlink:
         )
 
     def bridge(self, name: str) -> Request:
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+        ifinfmsg = message_class("ifinfmsg")
 
         info = {"attrs": [("IFLA_INFO_KIND", "bridge")]}
         attrs = [("IFLA_IFNAME", name), ("IFLA_LINKINFO", info)]
@@ -337,7 +385,7 @@ class Netlink:
         master: int | None = None,
     ) -> Request:
         """Set a link up, its alias, and/or make it a port of bridge ``master``."""
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+        ifinfmsg = message_class("ifinfmsg")
 
         attrs: list[tuple[str, Any]] = []
         parts = []
@@ -356,7 +404,7 @@ class Netlink:
     def delete_link(self, index: int, name: str) -> bool:
         """Delete a link; False if it was already gone (deleting a veth end removes its
         peer too)."""
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+        ifinfmsg = message_class("ifinfmsg")
 
         request = self._request(
             f"delete link {name}", ifinfmsg, RTM_DELLINK, _CHANGE, {"index": index}, []
@@ -379,7 +427,7 @@ class Netlink:
     ) -> Request:
         """Add IPv4 ``address/prefix`` to the link; with ``no_prefix_route`` the kernel adds
         no route for the prefix. One that is there already is fine."""
-        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+        ifaddrmsg = message_class("ifaddrmsg")
 
         attrs: list[tuple[str, Any]] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
         if no_prefix_route:
@@ -398,11 +446,12 @@ class Netlink:
         name: str,
         gateway: str | None = None,
         on_link: bool = False,
+        exclusive: bool = False,
     ) -> Request:
         """Add an IPv4 route to ``destination`` (``10.0.0.0/24``, ``0.0.0.0/0``) out of link
         ``oif``, via ``gateway`` or (``on_link``) straight onto the link. One that is there
-        already is fine."""
-        from pyroute2.netlink.rtnl.rtmsg import rtmsg
+        already is fine, unless ``exclusive`` (then it is EEXIST)."""
+        rtmsg = message_class("rtmsg")
 
         address, _, length = destination.partition("/")
         prefix = int(length or 32)
@@ -427,13 +476,13 @@ class Netlink:
             _CREATE,
             fields,
             attrs,
-            ok=(errno.EEXIST,),
+            ok=() if exclusive else (errno.EEXIST,),
         )
 
     def routes(self) -> list[dict[str, Any]]:
         """The main table's IPv4 routes: ``{"dst": "10.0.0.0/24" | "default", "gateway",
         "oif", "scope"}`` (for tests and status)."""
-        from pyroute2.netlink.rtnl.rtmsg import rtmsg
+        rtmsg = message_class("rtmsg")
 
         request = self._request(
             "list routes",
@@ -461,7 +510,7 @@ class Netlink:
 
     def addresses(self, index: int | None = None) -> list[tuple[int, str, int]]:
         """The IPv4 addresses (of link ``index``, or all) as (index, address, prefix)."""
-        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+        ifaddrmsg = message_class("ifaddrmsg")
 
         request = self._request(
             "list addresses",

@@ -563,8 +563,17 @@ def _setup_ptp(
         host.change_link(index, name, alias=pod_alias(pod_uuid)),
         host.address(index, name, entry["gateway"], 32),
         host.change_link(index, name, up=True),
-        host.route(f"{entry['ip']}/32", oif=index, name=name, on_link=True),
     )
+    try:  # a route to the address elsewhere would take the pod's replies: refuse it
+        host.run(host.route(f"{entry['ip']}/32", oif=index, name=name, exclusive=True))
+    except RuntimeFailure as exc:
+        if not isinstance(exc.__cause__, OSError) or exc.__cause__.errno != errno.EEXIST:
+            raise
+        raise RuntimeFailure(
+            f"network {entry['name']}: the host routes {entry['ip']} elsewhere already "
+            f"(another rktcfg data directory, or something else, uses {entry['subnet']}; "
+            "give one of them another subnet in net.d)"
+        ) from exc
     set_interface_sysctl(name, "forwarding", "1")
     _configure_pod_end(pod, entry, routed_subnet=True)
 

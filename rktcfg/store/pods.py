@@ -343,7 +343,7 @@ class PodStore:
         if (
             len(named) > 1
         ):  # a pod being replaced and its replacement: the live one, else the newest
-            running = [p for p in named if p.state() is PodState.RUNNING]
+            running = [p for p in named if _running(p)]
             named = running if len(running) == 1 else [max(named, key=lambda p: p.created() or 0)]
         if len(named) == 1:
             return named[0]
@@ -374,4 +374,12 @@ def _is_uuid(name: str) -> bool:
     try:
         return str(uuidlib.UUID(name)) == name
     except ValueError:
+        return False
+
+
+def _running(pod: Pod) -> bool:
+    """Whether the pod runs; False for a pod deleted meanwhile."""
+    try:
+        return pod.state() is PodState.RUNNING
+    except NotFoundError:
         return False

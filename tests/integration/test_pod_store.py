@@ -161,3 +161,27 @@ def test_phase_directories_and_modes(tmp_path: Path, store: PodStore) -> None:
     pod.write_json("pod", {"acKind": "PodManifest"})
     assert pod.read_json("pod") == {"acKind": "PodManifest"}
     pod.release()
+
+
+def test_pods_deleted_while_listed_are_left_out(tmp_path: Path, store: PodStore) -> None:
+    """``list`` (statuses) and gc read every pod; one deleted meanwhile (by a concurrent
+    prune or gc) is skipped, not an error."""
+    from rktcfg.pods import Pods
+
+    kept, gone = store.create(name="kept"), store.create(name="gone")
+    for pod in (kept, gone):
+        pod.to_prepared()
+        pod.release()
+    pods = Pods(str(tmp_path / "data"))
+    listed = pods.all()  # the listing is taken ...
+    locked = store.lock(store.get(gone.uuid))
+    assert locked is not None
+    locked.to_garbage()
+    store.delete(locked)  # ... then one pod goes
+    pods.all = lambda: listed  # type: ignore[method-assign]
+    assert [s["name"] for s in pods.statuses()] == ["kept"]
+    pods.store.pods = lambda phases=None: [  # type: ignore[method-assign]
+        p for p in listed if phases is None or p.phase in phases
+    ]
+    assert pods.gc(grace_ns=0, expire_prepared_ns=10**18)["failed"] == []
+    assert [p.name() for p in store.pods()] == ["kept"]

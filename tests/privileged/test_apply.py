@@ -287,7 +287,10 @@ def test_generate_systemd_and_export_kubernetes(data: str, tmp_path: Path) -> No
     assert pod["apiVersion"] == "v1" and pod["kind"] == "Pod"
     container = pod["spec"]["containers"][0]
     assert container["resources"]["limits"] == {"cpu": "250m", "memory": "32Mi"}
-    assert pod["spec"]["hostNetwork"] is True and pod["spec"]["restartPolicy"] == "Always"
+    assert "hostNetwork" not in pod["spec"] and pod["spec"]["restartPolicy"] == "Always"
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP", "hostPort": 18080}
+    ]
     # and it reads back as the same pod
     back = tmp_path / "back.yaml"
     back.write_text(exported)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import pickle
 import re
 import shutil
 import signal
@@ -32,10 +31,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nethelpers import (
+    Server,
+    delete_links,
+    fetch,
+    in_netns,
+    link_outside,
+    routes_overlapping,
+    serve,
+    unreachable,
+)
 
-from rktcfg.errors import InputError
+from rktcfg.errors import InputError, RuntimeFailure
 from rktcfg.net import ipam, nft, podnet
-from rktcfg.net.netlink import Netlink, set_interface_sysctl
+from rktcfg.net.netlink import Netlink
 from rktcfg.stage1 import linux
 
 TABLE = f"rktcfg-test-{os.getpid()}"
@@ -66,128 +75,6 @@ def _require_nft() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail("nft not found: under CI=true masquerade and published ports must be tested")
     pytest.skip("nft not found (Debian package nftables; tools/host-deps)")
-
-
-# --- running code inside a network namespace ---------------------------------------------------
-
-
-def _enter(netns: str | None) -> None:
-    if netns is None:
-        return
-    fd = os.open(netns, os.O_RDONLY)
-    try:
-        linux.setns(fd, linux.CLONE_NEWNET)
-    finally:
-        os.close(fd)
-
-
-def in_netns(netns: str | None, work: Callable[[], Any], timeout: float = 20) -> Any:
-    """``work()`` in a forked child that setns()es into ``netns``; its result, or its
-    exception re-raised as AssertionError."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child
-        code = 0
-        try:
-            os.close(read_end)
-            signal.alarm(int(timeout))
-            _enter(netns)
-            payload = pickle.dumps(("ok", work()))
-        except BaseException as exc:
-            payload, code = pickle.dumps(("error", f"{type(exc).__name__}: {exc}")), 1
-        try:
-            os.write(write_end, payload)
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    data = b""
-    while chunk := os.read(read_end, 65536):
-        data += chunk
-    os.close(read_end)
-    os.waitpid(pid, 0)
-    if not data:
-        raise AssertionError(f"the child in {netns} died without an answer")
-    kind, value = pickle.loads(data)
-    if kind != "ok":
-        raise AssertionError(f"in {netns}: {value}")
-    return value
-
-
-@dataclass
-class Server:
-    """A forked HTTP-ish server inside a network namespace (it also keeps that namespace
-    alive while it runs)."""
-
-    pid: int
-    port: int
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
-
-
-def serve(netns: str | None, port: int, address: str = "0.0.0.0") -> Server:
-    """Answer each connection with ``hello from <its own address> to <the peer>``."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_end)
-            signal.alarm(120)  # never outlive a hung test by long
-            _enter(netns)
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
-                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                listener.bind((address, port))
-                listener.listen(16)
-                os.write(write_end, b"ready")
-                os.close(write_end)
-                while True:
-                    conn, peer = listener.accept()
-                    with conn:
-                        conn.settimeout(5)
-                        conn.recv(4096)
-                        me = conn.getsockname()[0]
-                        conn.sendall(
-                            f"HTTP/1.0 200 OK\r\n\r\nhello from {me} to {peer[0]}".encode()
-                        )
-        finally:
-            os._exit(1)
-    os.close(write_end)
-    ready = os.read(read_end, 16)
-    os.close(read_end)
-    if ready != b"ready":
-        os.waitpid(pid, 0)
-        raise AssertionError(f"server in {netns} on {address}:{port} did not start")
-    return Server(pid=pid, port=port)
-
-
-def fetch(netns: str | None, address: str, port: int) -> str:
-    """A request to ``address:port`` from inside ``netns`` (None: the host); the body."""
-
-    def work() -> str:
-        with socket.create_connection((address, port), timeout=5) as conn:
-            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            data = b""
-            while chunk := conn.recv(4096):
-                data += chunk
-        return data.decode().split("\r\n\r\n", 1)[1]
-
-    return in_netns(netns, work) if netns is not None else work()
-
-
-def unreachable(netns: str, address: str, port: int) -> str:
-    """The error a connection from ``netns`` to ``address:port`` gets."""
-
-    def work() -> str:
-        try:
-            socket.create_connection((address, port), timeout=1).close()
-        except OSError as exc:
-            return type(exc).__name__ + ": " + str(exc)
-        return "connected"
-
-    return str(in_netns(netns, work))
 
 
 # --- the world: pods and their cleanup ---------------------------------------------------------
@@ -259,14 +146,6 @@ def _test_links(pods: Sequence[Pod], *, shared: bool = False) -> list[str]:
     return [n for n in _host_links() if (prefixes and n.startswith(prefixes)) or n in ours]
 
 
-def _delete_links(names: Sequence[str]) -> None:
-    with Netlink() as host:
-        for name in names:
-            found = host.link(name)
-            if found is not None:
-                host.delete_link(found.index, name)
-
-
 def leftovers(world: World, pod: Pod) -> list[str]:
     """What of the pod is still there: host links, rules, leases, its namespace."""
     left = [f"link {name}" for name in _test_links([pod])]
@@ -293,12 +172,7 @@ def _test_range_is_free() -> None:
     """The test subnets must not overlap anything the host has (they would shadow it)."""
     if os.geteuid() != 0:
         return
-    with Netlink() as host:
-        clash = [
-            route["dst"]
-            for route in host.routes()
-            if route["dst"] != "default" and ipaddress.ip_network(route["dst"]).overlaps(TEST_RANGE)
-        ]
+    clash = routes_overlapping(TEST_RANGE)
     if clash:
         pytest.fail(f"the host routes {clash} overlap the test range {TEST_RANGE}")
 
@@ -330,7 +204,7 @@ def _clean(made: World) -> None:
         with contextlib.suppress(Exception):
             podnet.teardown(pod.dir, data_dir=made.data)
     with contextlib.suppress(Exception):
-        _delete_links(_test_links(made.pods, shared=True))
+        delete_links(_test_links(made.pods, shared=True))
     for pod in made.pods:
         with contextlib.suppress(Exception):
             podnet.remove_netns(os.path.join(pod.dir, podnet.NETNS_FILE))
@@ -462,6 +336,21 @@ def test_a_taken_ip_is_an_error_naming_its_holder_and_leaves_nothing(world: Worl
     assert leftovers(world, second) == []
 
 
+def test_an_address_the_host_routes_elsewhere_is_refused(world: World) -> None:
+    """Two data directories with the same subnet hand out the same address; the second
+    pod's host route would steal the first one's replies, so its setup fails instead."""
+    net = _ptp("default", 7)
+    first = world.pod([net])
+    other_data = os.path.join(os.path.dirname(world.data), "other-data")
+    second = world.new_pod()
+    with pytest.raises(RuntimeFailure, match=re.escape(f"routes {first.ips[0]} elsewhere")):
+        podnet.setup(second.dir, second.netns, [net], data_dir=other_data, pod_uuid=second.uuid)
+    assert _test_links([second]) == []
+    assert ipam.leases(other_data, "default") == {}
+    world.serve(first.netns, 8080)  # the first pod is still reached
+    assert fetch(None, first.ips[0], 8080) == f"hello from {first.ips[0]} to 10.213.7.1"
+
+
 # --- bridge --------------------------------------------------------------------------------------
 
 
@@ -528,28 +417,8 @@ def _outside(world: World) -> str:
     """A network namespace acting as a client on another host: linked to the host by a veth
     ``rkt<pid>o`` (10.213.250.1/30 on the host, .2 outside, default route via .1)."""
     pod = world.new_pod("prepare")  # only for its namespace
-    with Netlink() as host:
-        fd = os.open(pod.netns, os.O_RDONLY)
-        try:
-            host.add_veth(OUTSIDE_LINK, "eth0", peer_netns_fd=fd)
-        finally:
-            os.close(fd)
-        world.cleanups.append(lambda: _delete_links([OUTSIDE_LINK]))
-        end = host.link(OUTSIDE_LINK)
-        assert end is not None
-        host.run(
-            host.address(end.index, OUTSIDE_LINK, "10.213.250.1", 30),
-            host.change_link(end.index, OUTSIDE_LINK, up=True),
-        )
-    set_interface_sysctl(OUTSIDE_LINK, "forwarding", "1")  # our link only, not ip_forward
-    with Netlink(pod.netns) as inside:
-        eth0 = inside.link("eth0")
-        assert eth0 is not None
-        inside.run(
-            inside.address(eth0.index, "eth0", "10.213.250.2", 30),
-            inside.change_link(eth0.index, "eth0", up=True),
-            inside.route("0.0.0.0/0", oif=eth0.index, name="eth0", gateway="10.213.250.1"),
-        )
+    world.cleanups.append(lambda: delete_links([OUTSIDE_LINK]))
+    link_outside(pod.netns, OUTSIDE_LINK, "10.213.250.1", "10.213.250.2")
     return pod.netns
 
 

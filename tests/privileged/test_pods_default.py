@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from imagehelpers import manifest
-from podhelpers import BUSYBOX, mounts_below, rktcfg
+from podhelpers import BUSYBOX, busybox_rootfs, mounts_below, rktcfg
 
 from rktcfg.image.build import build_aci
 from rktcfg.image.imports import import_aci_file
@@ -30,27 +30,6 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 # --- images and the data directory -------------------------------------------------------------
-
-
-def busybox_rootfs(root: Path) -> Path:
-    """A root filesystem with every busybox applet in /bin, and root and user 1000."""
-    (root / "bin").mkdir(parents=True)
-    for directory in ("etc", "mnt", "root", "srv"):
-        (root / directory).mkdir()
-    (root / "tmp").mkdir(mode=0o1777)
-    (root / "bin" / "busybox").write_bytes(BUSYBOX.read_bytes())
-    (root / "bin" / "busybox").chmod(0o755)
-    applets = subprocess.run(
-        [str(BUSYBOX), "--list"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    for applet in applets:
-        if applet != "busybox" and "/" not in applet:
-            (root / "bin" / applet).symlink_to("busybox")
-    (root / "etc" / "passwd").write_text(
-        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/:/bin/sh\n"
-    )
-    (root / "etc" / "group").write_text("root:x:0:\nuser:x:1000:\n")
-    return root
 
 
 def image(name: str, isolators: list[dict[str, Any]]) -> dict[str, Any]:
@@ -817,7 +796,7 @@ def test_read_only_rootfs_and_volumes(data: str, tmp_path: Path) -> None:
     )
 
 
-# --- 15. networking ----------------------------------------------------------------------------
+# --- 15. networking (more in test_pods_net.py) -----------------------------------------------
 
 
 def test_net_host_and_net_none(data: str) -> None:
@@ -898,36 +877,6 @@ def test_dns_search_and_hosts_entries_reach_the_pods_files(data: str) -> None:
     assert result.stdout.strip() == "1", result.stdout
     bad = rktcfg(data, "run", "--dns", "nope", "example.com/busybox", check=False)
     assert bad.returncode == 2 and "--dns 'nope'" in bad.stderr
-
-
-def test_the_default_network_gives_pods_addresses_that_reach_each_other(data: str) -> None:
-    # two pods on the default network (ptp): each has eth0 with its own address and a
-    # default route via the gateway; one serves, the other fetches through the host.
-    server = detach(
-        data,
-        "example.com/busybox",
-        "--exec",
-        "/bin/sh",
-        "--",
-        "-c",
-        "mkdir -p /w && echo served > /w/index.html && httpd -f -p 8080 -h /w",
-    )
-    ip = status(data, server)["networks"][0]["ip"]
-    assert ip.startswith("172.16.28."), status(data, server)["networks"]
-    script = f"ip route | grep -c '^default via 172.16.28.1'; wget -q -O- http://{ip}:8080/"
-    deadline = time.monotonic() + 10
-    while True:
-        result = sh(data, script)
-        if "served" in result.stdout or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
-    assert result.stdout.split() == ["1", "served"], (result.stdout, result.stderr)
-    listed = rktcfg(data, "list").stdout
-    assert f"default:ip4={ip}" in listed
-    bad = rktcfg(data, "run", "--net", "nosuch", "example.com/busybox", check=False)
-    assert bad.returncode == 2 and "unknown network 'nosuch'" in bad.stderr
-    assert "default" in bad.stderr and "default-restricted" in bad.stderr
-    rktcfg(data, "stop", "--force", server)
 
 
 # --- 16. a killed supervisor -------------------------------------------------------------------
