@@ -79,6 +79,7 @@ demo: venv
 		$(DEMO) apply examples/pods/web.yaml --wait=60s; \
 		$(DEMO) list; \
 		$(DEMO) plan examples/pods/web.yaml; \
+		echo "GET http://127.0.0.1:18080/ (web's port 8080, published on the host's 18080):"; \
 		$(PY) -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:18080/", timeout=10).read().decode().strip())'; \
 		$(DEMO) delete examples/pods/web.yaml; \
 		$(DEMO) gc --grace-period 0; \
