@@ -270,6 +270,15 @@ def test_none_has_only_loopback(data: str) -> None:
     assert "127.0.0.1/8" in out.stdout and "eth0" not in out.stdout
 
 
+def test_the_hostname_resolves_inside_the_pod(data: str) -> None:
+    script = (
+        "mkdir -p /w && echo by-name > /w/index.html && httpd -p 8080 -h /w && sleep 0.3; "
+        "hostname; timeout 5 wget -q -O- http://$(hostname):8080/"
+    )
+    out = sh(data, script, "--hostname", "podhost")
+    assert out.returncode == 0 and out.stdout.split() == ["podhost", "by-name"], out
+
+
 # --- a bridge network from net.d, and several networks per pod ---------------------------------
 
 
