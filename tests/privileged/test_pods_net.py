@@ -391,6 +391,23 @@ def test_a_pod_files_host_port_serves_an_outside_client_and_localhost(
     rktcfg(data, "delete", str(pod_file))
 
 
+def test_a_port_published_on_one_host_ip_answers_only_there(data: str, outside: str) -> None:
+    host_port = free_port()
+    pod = httpd(data, "one-ip", "--port", f"web:10.214.250.1:{host_port}", image="ports")
+    assert until(lambda: fetch(outside, "10.214.250.1", host_port)) == "one-ip\n"
+    assert fetch(None, "10.214.250.1", host_port) == "one-ip\n"  # the host, to that address
+    with pytest.raises(OSError):  # nothing listens on 127.0.0.1:host_port, nothing DNATs it
+        fetch(None, "127.0.0.1", host_port)
+    assert status(data, pod)["published_ports"][0]["host_ip"] == "10.214.250.1"
+    bad = rktcfg(
+        data, "run", "--port", f"web:192.0.2.1:{host_port}", "example.com/ports", check=False
+    )
+    assert (
+        bad.returncode == 2 and "host IP 192.0.2.1: must be an address of this host" in bad.stderr
+    )
+    rktcfg(data, "stop", "--force", pod)
+
+
 # --- many pods at once -------------------------------------------------------------------------
 
 
