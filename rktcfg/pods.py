@@ -867,6 +867,10 @@ class Pods:
             if locked is None:
                 continue
             with locked:
+                # marked as gc would: held in run/ it would read as running meanwhile
+                # (and `stop` would signal the dead supervisor's pid)
+                if locked.phase == "run":
+                    locked.to_exited_garbage()
                 left = teardown_networks(locked.path, data_dir=self.data_dir)
             if left:
                 raise RuntimeFailure(f"pod {holder} (exited): networks left: {'; '.join(left)}")

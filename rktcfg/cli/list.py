@@ -76,8 +76,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _networks(status: dict[str, Any]) -> str:
-    """``default:ip4=172.16.28.5,backend:ip4=...``; "-" for none, or once torn down (an
-    exited pod whose address went to another)."""
-    if status.get("network_state") == "torn-down":
+    """``default:ip4=172.16.28.5,backend:ip4=...``; "-" for none, and unless the networks
+    are ready (once torn down or failed, the address may be another pod's)."""
+    if status.get("network_state") != "ready":
         return "-"
     return ",".join(f"{n['name']}:ip4={n['ip']}" for n in status["networks"] if n["ip"]) or "-"

@@ -109,41 +109,63 @@ def message_class(name: str) -> Any:
 
     pyroute2's package ``__init__`` imports IPRoute, NDB, conntrack and asyncio (~250 ms on
     a pod's start); the message modules need none of that. So unless pyroute2 is imported
-    already, its package is entered as a bare module for their import and taken out again
-    afterwards: a later ``import pyroute2`` runs the real ``__init__`` (and finds these
-    modules loaded)."""
+    already, its package module is made without running ``__init__`` (see
+    :func:`_lazy_package`) and the message modules are imported below it."""
     found = _MESSAGE_CLASSES.get(name)
     if found is not None:
         return found
     with _MESSAGE_IMPORT:  # threads set up pods at once: one of them imports
         if name not in _MESSAGE_CLASSES:
-            _import_message_classes()
+            import importlib
+            import sys
+
+            if "pyroute2" not in sys.modules:
+                _lazy_package("pyroute2")
+            for module in ("ifinfmsg", "ifaddrmsg", "rtmsg"):
+                loaded = importlib.import_module(f"pyroute2.netlink.rtnl.{module}")
+                _MESSAGE_CLASSES[module] = getattr(loaded, module)
     return _MESSAGE_CLASSES[name]
 
 
-def _import_message_classes() -> None:
-    import importlib
+def _lazy_package(package: str) -> None:
+    """Put ``package`` in ``sys.modules`` as the module its ``__init__`` would fill, without
+    running that yet: submodules import below it as usual, and the first lookup of any
+    other attribute (``from pyroute2 import IPRoute``) runs ``__init__`` in that same module
+    object, once. So there is only ever one pyroute2 module, whoever imports it later."""
+    import importlib.util
     import sys
+    import types
 
-    bare = None
-    if "pyroute2" not in sys.modules:
-        import importlib.util
-        import types
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return  # not a package we can load lazily: the first import runs __init__
+    module = types.ModuleType(package)
+    module.__spec__ = spec
+    module.__loader__ = spec.loader
+    module.__file__ = spec.origin
+    module.__path__ = list(spec.submodule_search_locations)
+    module.__package__ = package
+    loader = spec.loader
+    lock = threading.RLock()  # re-entered by __init__'s own imports, in its thread
+    ran: list[bool] = []
 
-        spec = importlib.util.find_spec("pyroute2")
-        if spec is not None and spec.submodule_search_locations is not None:
-            bare = types.ModuleType("pyroute2")
-            bare.__path__ = list(spec.submodule_search_locations)
-            bare.__spec__ = spec
-            bare.__file__ = spec.origin
-            sys.modules["pyroute2"] = bare
-    try:
-        for module in ("ifinfmsg", "ifaddrmsg", "rtmsg"):
-            loaded = importlib.import_module(f"pyroute2.netlink.rtnl.{module}")
-            _MESSAGE_CLASSES[module] = getattr(loaded, module)
-    finally:
-        if bare is not None and sys.modules.get("pyroute2") is bare:
-            del sys.modules["pyroute2"]
+    def __getattr__(attr: str) -> Any:
+        if attr.startswith("__") and attr != "__all__":  # probes: no reason to load it all
+            raise AttributeError(attr)
+        if importlib.util.find_spec(f"{package}.{attr}") is not None:
+            # a submodule not imported yet: `from pyroute2 import config` imports it then
+            raise AttributeError(f"module {package!r} has no attribute {attr!r}")
+        with lock:
+            if not ran:
+                ran.append(True)
+                loader.exec_module(module)
+        try:
+            return module.__dict__[attr]
+        except KeyError:
+            raise AttributeError(f"module {package!r} has no attribute {attr!r}") from None
+
+    module.__getattr__ = __getattr__  # type: ignore[method-assign]
+    sys.modules[package] = module
 
 
 def socket_in_netns(netns_path: str, family: int, kind: int, proto: int = 0) -> socket.socket:

@@ -86,10 +86,17 @@ def masquerade_rules(pod_uuid: str, pod_ip: str, subnet: str) -> list[Rule]:
     ]
 
 
-def port_rules(pod_uuid: str, pod_ip: str, ports: Sequence[Mapping[str, Any]]) -> list[Rule]:
+def port_rules(
+    pod_uuid: str,
+    pod_ip: str,
+    ports: Sequence[Mapping[str, Any]],
+    bridge_subnet: str | None = None,
+) -> list[Rule]:
     """DNAT for each published port ``{"protocol", "port", "host_port", "host_ip"}``
     (``host_ip`` "" or 0.0.0.0: every local address), and hairpin SNAT so that 127.0.0.1 and
-    the pod itself can use it."""
+    the pod itself can use it. On a bridge (``bridge_subnet``) also for the other pods of the
+    bridge: without it the pod would answer them straight over the bridge, from an address
+    they did not send to."""
     rules: list[Rule] = []
     for port in ports:
         proto = str(port.get("protocol") or "tcp")
@@ -112,6 +119,17 @@ def port_rules(pod_uuid: str, pod_ip: str, ports: Sequence[Mapping[str, Any]]) -
                 what=f"hairpin SNAT from the pod itself for {shown}",
             ),
         ]
+        if bridge_subnet:
+            rules.append(
+                Rule(
+                    chain="postrouting",
+                    text=(
+                        f"ip saddr {bridge_subnet} ip daddr {pod_ip} {proto} dport {target} "
+                        "ct status dnat masquerade"
+                    ),
+                    what=f"hairpin SNAT from the bridge's pods for {shown}",
+                )
+            )
     return rules
 
 
@@ -132,8 +150,16 @@ def table_script(table: str = TABLE) -> list[str]:
     _check_table(table)
     lines = [f"add table {FAMILY} {table}"]
     lines += [f"add chain {FAMILY} {table} {name} {{ {spec} }}" for name, spec in CHAINS.items()]
-    lines.append(f'add rule {FAMILY} {table} guard {GUARD} comment "{GUARD_TAG}"')
-    return lines
+    return lines + guard_script(table)
+
+
+def guard_script(table: str = TABLE) -> list[str]:
+    """The ``nft -f`` lines that make the guard chain hold exactly the guard rule (also when
+    someone flushed it)."""
+    return [
+        f"flush chain {FAMILY} {table} guard",
+        f'add rule {FAMILY} {table} guard {GUARD} comment "{GUARD_TAG}"',
+    ]
 
 
 def _nft(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -160,19 +186,20 @@ def _first_error(stderr: str) -> str:
     return stderr.strip().splitlines()[0] if stderr.strip() else "failed"
 
 
-def apply(pod_uuid: str, rules: Sequence[Rule], table: str = TABLE) -> None:
+def apply(pod_uuid: str, rules: Sequence[Rule], table: str = TABLE, *, guard: bool = False) -> None:
     """Add ``rules`` for the pod in one transaction (none of them on failure). The error
-    names the rule nft refused.
+    names the rule nft refused. With ``guard`` (published ports: the caller sets
+    route_localnet next) the same transaction makes sure the guard rule is in place.
 
     The rules are tried on their own first; only if the table or a chain is missing is the
     transaction repeated with them created first (re-adding existing base chains costs
     nft ~10 ms)."""
     if not rules:
         return
-    lines = script(pod_uuid, rules, table)
+    lines = (guard_script(table) if guard else []) + script(pod_uuid, rules, table)
     done = _nft(["-f", "-"], "\n".join(lines) + "\n")
     if done.returncode != 0 and "No such file or directory" in done.stderr:
-        lines = table_script(table) + lines
+        lines = table_script(table) + script(pod_uuid, rules, table)
         done = _nft(["-f", "-"], "\n".join(lines) + "\n")
     if done.returncode == 0:
         return

@@ -478,14 +478,16 @@ def _setup(
                         rules += nft.masquerade_rules(pod_uuid, entry["ip"], entry["subnet"])
                     else:
                         warnings.append(f"nft not found: no masquerade for network {entry['name']}")
-            if record["ports"]:
-                target = entries[_forwarding_network(entries)]
-                link = target["bridge"] or target["host_ifname"]
-                set_interface_sysctl(link, "route_localnet", "1")
-                rules += nft.port_rules(pod_uuid, target["ip"], record["ports"])
+            target = entries[_forwarding_network(entries)] if record["ports"] else None
+            if target is not None:
+                hairpin = target["subnet"] if target["type"] == "bridge" else None
+                rules += nft.port_rules(pod_uuid, target["ip"], record["ports"], hairpin)
     finally:
         os.close(netns_fd)
-    nft.apply(pod_uuid, rules, record["nft_table"])
+    # the rules first: route_localnet is safe only once the guard against it is in place
+    nft.apply(pod_uuid, rules, record["nft_table"], guard=target is not None)
+    if target is not None:  # the host's 127.0.0.1 may reach the published port
+        set_interface_sysctl(target["bridge"] or target["host_ifname"], "route_localnet", "1")
     if (record["ports"] or any(e["ip_masq"] for e in entries)) and not ip_forward_enabled():
         warnings.append(
             "net.ipv4.ip_forward is 0: pods reach the host and each other, but masqueraded "
@@ -626,22 +628,29 @@ def _setup_bridge(
 def _undo(pod_dir: str, record: Mapping[str, Any], *, data_dir: str) -> list[str]:
     """Remove the record's interfaces, bridges, rules and leases (not the namespace)."""
     pod_uuid = str(record.get("pod") or os.path.basename(os.path.normpath(pod_dir)))
-    left: list[str] = []
     table = str(record.get("nft_table") or nft.TABLE)
+    rules_left: list[str] = []
     try:
         if record.get("nft", True) and nft.available():
-            left += nft.delete_pod_rules(pod_uuid, table)
-    except RuntimeFailure as exc:
-        left.append(str(exc))
+            rules_left += nft.delete_pod_rules(pod_uuid, table)
+    except (RuntimeFailure, OSError) as exc:
+        rules_left.append(str(exc))
     entries = [e for e in record.get("networks") or () if isinstance(e, dict)]
+    links_left: list[str] = []
     if entries:
         try:
-            left += _remove_links(entries, pod_uuid, data_dir)
-        except RuntimeFailure as exc:  # no netlink connection at all
-            left.append(str(exc))
+            links_left += _remove_links(entries, pod_uuid, data_dir)
+        except (RuntimeFailure, OSError) as exc:  # no netlink connection at all
+            links_left.append(str(exc))
+    # A lease goes only with what uses it: an address whose veth (and /32 route) is still
+    # there, or a host port whose DNAT rule is, handed to another pod would be shadowed by
+    # the leftover. gc retries the teardown, and releases them then.
+    left = rules_left + links_left
     try:
-        ipam.release(data_dir, pod_uuid)
-        ipam.release_ports(data_dir, pod_uuid)
+        if not links_left:
+            ipam.release(data_dir, pod_uuid)
+        if not rules_left:
+            ipam.release_ports(data_dir, pod_uuid)
     except (OSError, InputError) as exc:
         left.append(f"release leases of pod {pod_uuid}: {exc}")
     return left

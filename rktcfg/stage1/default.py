@@ -36,6 +36,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 
 from rktcfg.stage1.base import AppSpec, close_fds_except, fork, read_stage1
 
@@ -158,6 +159,53 @@ def _replace(path: str, text: str, owner: tuple[int, int] | None) -> None:
     _write_new(path, text, owner)
 
 
+def _add_hostname(path: str, hostname: str) -> None:
+    """Append ``127.0.1.1 HOSTNAME`` to the rootfs's hosts file when no line names the
+    hostname (a regular file only: a symlink there is the image's business)."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except OSError:
+        return
+    for line in text.splitlines():
+        if hostname in line.split("#", 1)[0].split()[1:]:
+            return
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(("" if not text or text.endswith("\n") else "\n") + f"127.0.1.1\t{hostname}\n")
+
+
+#: Where systemd-resolved keeps the upstream servers when /etc/resolv.conf points at its stub
+#: listener (127.0.0.53), which a pod with a network namespace of its own cannot reach.
+RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
+
+
+def host_resolv_conf(
+    *, own_netns: bool, path: str = "/etc/resolv.conf", upstream: str = RESOLVED_UPSTREAM
+) -> str:
+    """The host's resolv.conf (``path``) for a pod; for one with its own network namespace,
+    systemd-resolved's ``upstream`` file instead when the host's names only loopback
+    servers."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return ""
+    servers = [
+        line.split()[1]
+        for line in text.splitlines()
+        if line.startswith("nameserver") and len(line.split()) > 1
+    ]
+    if own_netns and servers and all(s.startswith("127.") or s == "::1" for s in servers):
+        try:
+            with open(upstream, encoding="utf-8") as handle:
+                return handle.read()
+        except OSError:
+            pass
+    return text
+
+
 def _resolv_conf(stage1: dict[str, Any]) -> str | None:
     """The pod's resolv.conf: --dns servers (``host``: the host's file, ``none``: no file) and
     --dns-search domains; None for no file."""
@@ -166,11 +214,7 @@ def _resolv_conf(stage1: dict[str, Any]) -> str | None:
     if dns == ["none"]:
         return None
     if not dns or dns == ["host"]:
-        try:
-            with open("/etc/resolv.conf", encoding="utf-8") as handle:
-                text = handle.read()
-        except FileNotFoundError:
-            text = ""
+        text = host_resolv_conf(own_netns=stage1.get("net") != "host")
     else:
         text = "".join(f"nameserver {ip}\n" for ip in dns)
     if search:
@@ -295,6 +339,8 @@ def setup_rootfs(pod_dir: str, app: AppSpec, stage1: dict[str, Any]) -> None:
     hosts = resolve_in_root(rootfs, "/etc/hosts", follow_final=False)
     if entries or not os.path.lexists(hosts):  # --hosts-entry asks for ours
         _replace(hosts, hosts_file(hostname) + entries, owner)
+    else:  # the image's own: kept, with the hostname added where it lacks it
+        _add_hostname(hosts, hostname)
     resolv = resolve_in_root(rootfs, "/etc/resolv.conf", follow_final=False)
     text = _resolv_conf(stage1)
     asked = bool(stage1.get("dns") or stage1.get("dns_search"))

@@ -17,6 +17,7 @@ import http.server
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -70,13 +71,17 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     work = tmp_path_factory.mktemp("net-images")
     rootfs = busybox_rootfs(work / "rootfs")
     data = str(work / "data")
+    own_hosts = work / "own-hosts"
+    shutil.copytree(rootfs, own_hosts, symlinks=True)
+    (own_hosts / "etc" / "hosts").write_text("127.0.0.1 localhost\n192.0.2.80 imagehost\n")
     with ImageStore(data) as images:
-        for name in ("busybox", "ports"):
+        for name in ("busybox", "ports", "hosts"):
             doc = manifest(name=f"example.com/{name}")
             doc["app"] = {"exec": ["/bin/sh", "-c", "echo hello"], "user": "0", "group": "0"}
             if name == "ports":
                 doc["app"]["ports"] = [{"name": "web", "protocol": "tcp", "port": 8080}]
-            build_aci(str(rootfs), str(work / f"{name}.aci"), doc)
+            tree = own_hosts if name == "hosts" else rootfs
+            build_aci(str(tree), str(work / f"{name}.aci"), doc)
             import_aci_file(images, str(work / f"{name}.aci"))
     return data
 
@@ -141,7 +146,9 @@ def httpd(data: str, text: str, *pod_flags: str, image: str = "busybox") -> str:
     return detach(data, *pod_flags, f"example.com/{image}", "--exec", "/bin/sh", "--", "-c", script)
 
 
-def sh(data: str, script: str, *pod_flags: str) -> subprocess.CompletedProcess[str]:
+def sh(
+    data: str, script: str, *pod_flags: str, image: str = "busybox"
+) -> subprocess.CompletedProcess[str]:
     """``/bin/sh -c SCRIPT`` in an attached default pod."""
     return rktcfg(
         data,
@@ -149,7 +156,7 @@ def sh(data: str, script: str, *pod_flags: str) -> subprocess.CompletedProcess[s
         "--stage1",
         "default",
         *pod_flags,
-        "example.com/busybox",
+        f"example.com/{image}",
         "--exec",
         "/bin/sh",
         "--",
@@ -277,6 +284,11 @@ def test_the_hostname_resolves_inside_the_pod(data: str) -> None:
     )
     out = sh(data, script, "--hostname", "podhost")
     assert out.returncode == 0 and out.stdout.split() == ["podhost", "by-name"], out
+    # an image with an /etc/hosts of its own keeps it, with the hostname added
+    out = sh(data, f"cat /etc/hosts; {script}", "--hostname", "podhost", image="hosts")
+    lines = out.stdout.splitlines()
+    assert lines[:3] == ["127.0.0.1 localhost", "192.0.2.80 imagehost", "127.0.1.1\tpodhost"]
+    assert out.returncode == 0 and lines[3:] == ["podhost", "by-name"], out
 
 
 # --- a bridge network from net.d, and several networks per pod ---------------------------------
