@@ -803,15 +803,20 @@ class Pods:
         )
         net = stage1.get("net")
         if isinstance(net, list):  # real networks: a netns file the supervisor joins
-            self._networks(pod, net)
+            self._networks(pod, net, private_users=bool(stage1.get("private_users")))
         elif net != "host":
             namespaces |= linux.CLONE_NEWNET
         return namespaces, stage1.get("hostname")
 
-    def _networks(self, pod: LockedPod, networks: list[dict[str, Any]]) -> None:
+    def _networks(
+        self, pod: LockedPod, networks: list[dict[str, Any]], *, private_users: bool = False
+    ) -> None:
         from rktcfg.net import podnet
 
-        netns = podnet.create_netns(pod.path)
+        # root of a --private-users pod is not root in the user namespace that owns the
+        # network namespace: without this it could not bind ports below 1024
+        sysctls = {"net.ipv4.ip_unprivileged_port_start": "0"} if private_users else None
+        netns = podnet.create_netns(pod.path, sysctls=sysctls)
         ports = [
             {
                 "name": port["name"],

@@ -291,6 +291,16 @@ def test_the_hostname_resolves_inside_the_pod(data: str) -> None:
     assert out.returncode == 0 and lines[3:] == ["podhost", "by-name"], out
 
 
+def test_a_private_users_pod_on_a_network_binds_a_low_port(data: str) -> None:
+    # its root is not root in the user namespace owning the network namespace
+    script = (
+        "mkdir -p /w && echo low > /w/index.html && httpd -p 80 -h /w && sleep 0.3; "
+        "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; timeout 5 wget -q -O- http://127.0.0.1:80/"
+    )
+    out = sh(data, script, "--private-users")
+    assert out.returncode == 0 and out.stdout.split() == ["0", "low"], out
+
+
 # --- a bridge network from net.d, and several networks per pod ---------------------------------
 
 
