@@ -585,7 +585,8 @@ def index_of(name: str) -> int | None:
 
 def set_interface_sysctl(ifname: str, key: str, value: str) -> None:
     """Write ``net.ipv4.conf.<ifname>.<key>`` in the calling thread's network namespace
-    (only ever for interfaces rktcfg made: ``forwarding``, ``route_localnet``)."""
+    (only ever for interfaces rktcfg made: ``forwarding``, ``rp_filter``,
+    ``route_localnet``)."""
     if "/" in ifname or ifname in ("all", "default", ".", "..", "") or "/" in key:
         raise ValueError(f"not an interface sysctl: {ifname}.{key}")
     path = f"/proc/sys/net/ipv4/conf/{ifname}/{key}"

@@ -577,6 +577,7 @@ def _setup_ptp(
             "give one of them another subnet in net.d)"
         ) from exc
     set_interface_sysctl(name, "forwarding", "1")
+    set_interface_sysctl(name, "rp_filter", "1")  # strict: only the pod's own address
     _configure_pod_end(pod, entry, routed_subnet=True)
 
 
@@ -615,6 +616,7 @@ def _setup_bridge(
             host.change_link(bridge.index, name, up=True),
         )
         set_interface_sysctl(name, "forwarding", "1")
+        set_interface_sysctl(name, "rp_filter", "1")  # strict: only the bridge's subnet
         index = _make_veth(host, entry, netns_fd, pod_uuid)
         host.set_link(
             index, entry["host_ifname"], alias=pod_alias(pod_uuid), master=bridge.index, up=True

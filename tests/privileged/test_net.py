@@ -44,7 +44,7 @@ from nethelpers import (
 
 from rktcfg.errors import InputError, RuntimeFailure
 from rktcfg.net import ipam, nft, podnet
-from rktcfg.net.netlink import Netlink
+from rktcfg.net.netlink import Netlink, set_interface_sysctl
 from rktcfg.stage1 import linux
 
 TABLE = f"rktcfg-test-{os.getpid()}"
@@ -274,6 +274,43 @@ def test_two_ptp_pods_reach_each_other_and_the_gateway(world: World) -> None:
         assert podnet.teardown(pod.dir, data_dir=world.data) == []
         assert leftovers(world, pod) == []
     assert podnet.teardown(a.dir, data_dir=world.data) == []  # idempotent
+
+
+def test_a_pod_cannot_send_from_another_pods_address(world: World) -> None:
+    """The host ends filter by reverse path (strict): a datagram from pod A claiming pod B's
+    address (root in a pod may add any address) is dropped; from A's own it arrives. The
+    control sets the filter off on A's link, and then the forged one arrives too."""
+    net = _ptp("default", 37)
+    a, b = world.pod([net]), world.pod([net])
+    target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    world.cleanups.append(target.close)
+    target.bind(("10.213.37.1", 0))
+    target.settimeout(1)
+    port = target.getsockname()[1]
+
+    def send(source: str) -> None:
+        with Netlink() as inside:  # in the pod (forked into its netns by in_netns)
+            eth0 = inside.link("eth0")
+            assert eth0 is not None
+            inside.run(inside.address(eth0.index, "eth0", source, 32))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+            out.bind((source, 0))
+            out.sendto(source.encode(), ("10.213.37.1", port))
+
+    def received() -> list[str]:
+        got = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                got.append(target.recvfrom(100)[0].decode())
+        return got
+
+    in_netns(a.netns, lambda: send(b.ips[0]))
+    assert received() == []
+    in_netns(a.netns, lambda: send(a.ips[0]))
+    assert received() == [a.ips[0]]
+    set_interface_sysctl(podnet.host_ifname(a.uuid, 0), "rp_filter", "0")
+    in_netns(a.netns, lambda: send(b.ips[0]))
+    assert received() == [b.ips[0]]
 
 
 def test_a_network_without_default_route_has_none(world: World) -> None:
