@@ -67,9 +67,19 @@ def configure_pod_flags(parser: argparse.ArgumentParser) -> None:
         metavar="IP|host|none",
         help="a nameserver for the pod's resolv.conf (host: the host's file; none: no file)",
     )
-    parser.add_argument("--dns-search", action="append", default=[], metavar="DOMAIN")
     parser.add_argument(
-        "--hosts-entry", action="append", default=[], metavar="IP=NAME", help="an /etc/hosts line"
+        "--dns-search",
+        action="append",
+        default=[],
+        metavar="DOMAIN",
+        help="a search domain for the pod's resolv.conf",
+    )
+    parser.add_argument(
+        "--hosts-entry",
+        action="append",
+        default=[],
+        metavar="IP=NAME",
+        help="an /etc/hosts line (the pod's hosts file replaces the image's then)",
     )
     parser.add_argument(
         "--port",
