@@ -36,6 +36,16 @@ def privilege_outcome(reason: str | None, ci: bool) -> str:
     return "fail" if ci else "skip"
 
 
+def require(ok: bool, reason: str) -> None:
+    """In a privileged test: skip when this host lacks what ``reason`` names, except under
+    CI=true, where that is a failure (the same policy as the privileged tier's)."""
+    if ok:
+        return
+    if privilege_outcome(reason, os.environ.get("CI") == "true") == "fail":
+        pytest.fail(f"privileged test cannot run under CI=true: {reason}")
+    pytest.skip(f"privileged: {reason}")
+
+
 def _unmount_test_leftovers() -> None:
     """Unmount anything left mounted below pytest's temporary directories.
 
@@ -76,11 +86,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("privileged") is None:
         return
     reason = privilege_missing()
-    outcome = privilege_outcome(reason, os.environ.get("CI") == "true")
-    if outcome == "skip":
-        pytest.skip(f"privileged: {reason}")
-    if outcome == "fail":
-        pytest.fail(f"privileged test cannot run under CI=true: {reason}")
+    require(reason is None, reason or "")
 
 
 @pytest.fixture(autouse=True)

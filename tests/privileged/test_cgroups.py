@@ -16,20 +16,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from conftest import privilege_outcome
+from conftest import require
 
 from rktcfg.isolators import cgroups
 from rktcfg.isolators.cgroups import Driver, Layout
 from rktcfg.isolators.resolve import cli_isolators, resolve
-
-
-def require(ok: bool, reason: str) -> None:
-    """Skip when this host lacks ``reason``, except under CI=true, where that fails."""
-    if ok:
-        return
-    if privilege_outcome(reason, os.environ.get("CI") == "true") == "fail":
-        pytest.fail(f"cannot run under CI=true: {reason}")
-    pytest.skip(reason)
 
 
 class Pods:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require
 from nethelpers import (
     Server,
     delete_links,
@@ -70,11 +71,7 @@ def _bridge(third: int, **extra: Any) -> dict[str, Any]:
 
 
 def _require_nft() -> None:
-    if nft.available():
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("nft not found: under CI=true masquerade and published ports must be tested")
-    pytest.skip("nft not found (Debian package nftables; tools/host-deps)")
+    require(nft.available(), "masquerade and published ports need nft (Debian: nftables)")
 
 
 # --- the world: pods and their cleanup ---------------------------------------------------------

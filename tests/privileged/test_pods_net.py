@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require
 from imagehelpers import manifest
 from nethelpers import delete_links, fetch, link_outside, routes_overlapping
 from podhelpers import BUSYBOX, RKTCFG, busybox_rootfs, collect_everything, rktcfg
@@ -61,10 +62,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A data directory holding example.com/busybox and example.com/ports (port web 8080)."""
     if not BUSYBOX.exists():
         pytest.fail("/bin/busybox is missing: the Makefile installs busybox-static")
-    if not nft.available():
-        if os.environ.get("CI") == "true":
-            pytest.fail("nft not found: under CI=true published ports must be tested")
-        pytest.skip("nft not found (Debian package nftables; tools/host-deps)")
+    require(nft.available(), "published ports need nft (Debian: nftables)")
     clash = routes_overlapping(TEST_RANGE)
     if clash:
         pytest.fail(f"the host routes {clash} overlap the test range {TEST_RANGE}")
