@@ -40,6 +40,19 @@ if TYPE_CHECKING:
     from rktcfg.pods import ImageArg, PodOptions
 
 
+#: The pod flags that may be given more than once: (flag, metavar, help).
+REPEATABLE_POD_FLAGS = (
+    (
+        "--dns",
+        "IP|host|none",
+        "a nameserver for the pod's resolv.conf (host: the host's file; none: no file)",
+    ),
+    ("--dns-search", "DOMAIN", "a search domain for the pod's resolv.conf"),
+    ("--hosts-entry", "IP=NAME", "an /etc/hosts line (replaces the image's hosts file)"),
+    ("--port", "NAME:[HOSTIP:]HOSTPORT", "publish the app port NAME on the host (127.0.0.1 too)"),
+)
+
+
 def configure_pod_flags(parser: argparse.ArgumentParser) -> None:
     import argparse as _argparse
 
@@ -60,34 +73,8 @@ def configure_pod_flags(parser: argparse.ArgumentParser) -> None:
         metavar="NET[:IP=ADDR],...",
         help="networks of net.d (default: default), or host, or none (loopback only)",
     )
-    parser.add_argument(
-        "--dns",
-        action="append",
-        default=[],
-        metavar="IP|host|none",
-        help="a nameserver for the pod's resolv.conf (host: the host's file; none: no file)",
-    )
-    parser.add_argument(
-        "--dns-search",
-        action="append",
-        default=[],
-        metavar="DOMAIN",
-        help="a search domain for the pod's resolv.conf",
-    )
-    parser.add_argument(
-        "--hosts-entry",
-        action="append",
-        default=[],
-        metavar="IP=NAME",
-        help="an /etc/hosts line (the pod's hosts file replaces the image's then)",
-    )
-    parser.add_argument(
-        "--port",
-        action="append",
-        default=[],
-        metavar="NAME:[HOSTIP:]HOSTPORT",
-        help="publish the app port NAME on the host (from 127.0.0.1 too)",
-    )
+    for flag, metavar, text in REPEATABLE_POD_FLAGS:
+        parser.add_argument(flag, action="append", default=[], metavar=metavar, help=text)
     parser.add_argument(
         "--private-users",
         action="store_true",

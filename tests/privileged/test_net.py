@@ -505,18 +505,9 @@ def test_a_published_port_serves_outside_clients_and_localhost(world: World) -> 
     assert [chain for chain, _ in nft.rules_tagged(nft.GUARD_TAG, TABLE)] == ["guard"]
 
     # the same host port again: refused before anything is made
-    other = world.new_pod()
     with pytest.raises(InputError, match=re.escape(f"host port {host_port}/tcp")):
-        podnet.setup(
-            other.dir,
-            other.netns,
-            [_ptp("default", 13)],
-            data_dir=world.data,
-            pod_uuid=other.uuid,
-            ports=[{"name": "http", "port": 80, "host_port": host_port}],
-            nft_table=TABLE,
-        )
-    assert _test_links([other]) == []
+        world.pod([_ptp("default", 13)], ports=[{"name": "x", "port": 80, "host_port": host_port}])
+    assert _test_links(world.pods[-1:]) == []
 
     assert podnet.teardown(pod.dir, data_dir=world.data) == []
     assert leftovers(world, pod) == []
@@ -597,18 +588,9 @@ def test_a_port_a_host_process_listens_on_is_refused(world: World) -> None:
     _require_nft()
     port = _free_port()
     world.serve(None, port, "127.0.0.1")
-    pod = world.new_pod()
     with pytest.raises(InputError, match=f"host port {port}/tcp: in use on the host"):
-        podnet.setup(
-            pod.dir,
-            pod.netns,
-            [_ptp("default", 14)],
-            data_dir=world.data,
-            pod_uuid=pod.uuid,
-            ports=[{"name": "http", "port": 80, "host_port": port}],
-            nft_table=TABLE,
-        )
-    assert podnet.read_record(pod.dir) is None  # refused before the intent was written
+        world.pod([_ptp("default", 14)], ports=[{"name": "http", "port": 80, "host_port": port}])
+    assert podnet.read_record(world.pods[-1].dir) is None  # refused before the intent
 
 
 # --- many pods, and how long one takes -----------------------------------------------------------
