@@ -78,6 +78,7 @@ from rktcfg.image.manifest import (
 )
 from rktcfg.image.tarsafe import DEFAULT_MAX_MEMBERS
 from rktcfg.names import AC_IDENTIFIER, AC_IDENTIFIER_RULE, AC_NAME
+from rktcfg.rootpath import MAX_LINK_HOPS
 
 __all__ = [
     "CONFIG_DIGEST_ANNOTATION",
@@ -132,7 +133,6 @@ _IDENTIFIER_SEPARATORS = "-._~/"
 _CHUNK = 1 << 20
 _MAX_JSON = 4 << 20  # index, manifest and config documents are read into memory
 _MAX_INDEX_DEPTH = 8
-_MAX_LINK_HOPS = 40  # Linux's MAXSYMLINKS
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -341,7 +341,7 @@ class _TarSource(_Source):
 
     def _regular(self, name: str) -> tarfile.TarInfo | None:
         """The regular member `name` stands for, following symlinks and hard links."""
-        for _ in range(_MAX_LINK_HOPS):
+        for _ in range(MAX_LINK_HOPS):
             member = self.members.get(name)
             if member is None:
                 return None
@@ -1159,7 +1159,7 @@ class _Tree:
                 origin = child.data or child
                 if origin.info is not None and origin.info.issym():
                     hops += 1
-                    if hops > _MAX_LINK_HOPS:
+                    if hops > MAX_LINK_HOPS:
                         raise ArchiveError(f"{where}: too many levels of symbolic links")
                     target = origin.info.linkname
                     if target.startswith("/"):

@@ -55,7 +55,6 @@ __all__ = [
 DEFAULT_MAX_BYTES = 8 * 1024**3
 DEFAULT_MAX_MEMBERS = 1_000_000
 
-_MAX_LINK_HOPS = rootpath.MAX_LINK_HOPS
 _CHUNK = 1024 * 1024  # file data is copied in pieces of this size
 _MAX_HEADER_BYTES = 16 * 1024 * 1024  # a pax / GNU long-name header is read into memory whole
 _MAX_TRAILER_BYTES = 16 * 1024 * 1024  # read after the end marker to check the compression
@@ -462,7 +461,7 @@ class _Extractor:
                     resolved.append(part)
                 elif stat.S_ISLNK(mode):
                     hops += 1
-                    if hops > _MAX_LINK_HOPS:
+                    if hops > rootpath.MAX_LINK_HOPS:
                         raise ArchiveError(f"{_show(self.name)}: too many levels of symbolic links")
                     target = os.readlink(host)
                     if target.startswith("/"):

@@ -15,9 +15,12 @@ import json
 import os
 import signal
 
+#: The two lines every pod's /etc/hosts starts with (where rktcfg writes one).
+LOCALHOST_LINES = "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost ip6-localhost\n"
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Protocol
+    from typing import Any, NoReturn, Protocol
 
     class Flavor(Protocol):
         name: str
@@ -232,13 +235,19 @@ def spawn_process(
             os._exit(137)
         os.chdir(directory)
         os.execve(program, argv, app.env)
-    except FileNotFoundError:
-        os.write(2, f"rktcfg: {argv[0]}: not found in the image\n".encode())
-        os._exit(127)
     except BaseException as exc:
-        os.write(2, f"rktcfg: cannot start {argv[0]}: {exc}\n".encode())
-        os._exit(126)
+        exec_failed(exc, argv[0])
     raise AssertionError("unreachable")
+
+
+def exec_failed(exc: BaseException, program: str) -> NoReturn:
+    """In a forked child that could not become ``program``: say why on stderr and exit 127
+    (not in the image) or 126 (anything else), as a shell would."""
+    if isinstance(exc, FileNotFoundError):
+        os.write(2, f"rktcfg: {program}: not found in the image\n".encode())
+        os._exit(127)
+    os.write(2, f"rktcfg: cannot start {program}: {exc}\n".encode())
+    os._exit(126)
 
 
 def close_fds_except(keep: tuple[int, ...]) -> None:

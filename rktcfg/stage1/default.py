@@ -38,7 +38,14 @@ import os
 import signal
 import stat
 
-from rktcfg.stage1.base import AppSpec, close_fds_except, fork, read_stage1
+from rktcfg.stage1.base import (
+    LOCALHOST_LINES,
+    AppSpec,
+    close_fds_except,
+    exec_failed,
+    fork,
+    read_stage1,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,14 +63,10 @@ DEVICES = {
     "tty": (5, 0),
 }
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
-HOSTS = (
-    "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost ip6-localhost\n"
-    "127.0.1.1\t{hostname}\n"
-)
 
 
 def hosts_file(hostname: str) -> str:
-    return HOSTS.format(hostname=hostname)
+    return LOCALHOST_LINES + f"127.0.1.1\t{hostname}\n"
 
 
 # --- PID 1 -------------------------------------------------------------------------------------
@@ -296,8 +299,11 @@ def _setup_dev(rootfs: str) -> None:
         os.symlink(target, os.path.join(dev, name))
 
 
-def setup_rootfs(pod_dir: str, app: AppSpec, stage1: dict[str, Any]) -> None:
-    """Build one app's root filesystem in the pod's mount namespace (see the module doc)."""
+def setup_rootfs(
+    pod_dir: str, app: AppSpec, stage1: dict[str, Any], resolv_conf: str | None
+) -> None:
+    """Build one app's root filesystem in the pod's mount namespace (see the module doc);
+    ``resolv_conf``: the pod's :func:`_resolv_conf` (None: no file)."""
     from rktcfg.rootpath import resolve_in_root
     from rktcfg.stage1 import linux
 
@@ -342,10 +348,9 @@ def setup_rootfs(pod_dir: str, app: AppSpec, stage1: dict[str, Any]) -> None:
     else:  # the image's own: kept, with the hostname added where it lacks it
         _add_hostname(hosts, hostname)
     resolv = resolve_in_root(rootfs, "/etc/resolv.conf", follow_final=False)
-    text = _resolv_conf(stage1)
     asked = bool(stage1.get("dns") or stage1.get("dns_search"))
-    if text is not None and (asked or not os.path.lexists(resolv)):
-        _replace(resolv, text, owner)
+    if resolv_conf is not None and (asked or not os.path.lexists(resolv)):
+        _replace(resolv, resolv_conf, owner)
     if raw.get("read_only_rootfs"):
         flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY
         linux.mount(None, rootfs, None, flags)
@@ -428,12 +433,8 @@ def _exec_app(
         linux.set_parent_death_signal(signal.SIGKILL)
         os.chdir(app.working_directory)
         os.execve(argv[0], argv, app.env)
-    except FileNotFoundError:
-        os.write(2, f"rktcfg: {argv[0]}: not found in the image\n".encode())
-        os._exit(127)
     except BaseException as exc:
-        os.write(2, f"rktcfg: cannot start {argv[0]}: {exc}\n".encode())
-        os._exit(126)
+        exec_failed(exc, argv[0])
 
 
 def _map_user_namespace(pid: int, users: dict[str, int]) -> None:
@@ -500,8 +501,9 @@ class DefaultFlavor:
                 )
             for warning in dict.fromkeys(warnings):
                 os.write(2, f"rktcfg supervisor: warning: {warning}\n".encode())
+        resolv_conf = _resolv_conf(stage1)  # the host's file is read once for the pod
         for app in apps:
-            setup_rootfs(pod_dir, app, stage1)
+            setup_rootfs(pod_dir, app, stage1, resolv_conf)
 
     def spawn(
         self, pod_dir: str, app: AppSpec, argv: list[str], stdio: tuple[int, int, int]

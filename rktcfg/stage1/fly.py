@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import os
 
-from rktcfg.stage1.base import AppSpec, record_mount, spawn_process
+from rktcfg.stage1.base import LOCALHOST_LINES, AppSpec, record_mount, spawn_process
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-HOSTS = "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost ip6-localhost\n"
 
 
 def plan(rootfs: str, volumes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -44,7 +42,7 @@ def plan(rootfs: str, volumes: list[dict[str, Any]]) -> dict[str, Any]:
     files: dict[str, str] = {}
     hosts = resolve_in_root(rootfs, "/etc/hosts", follow_final=False)
     if not os.path.lexists(hosts):
-        files[hosts] = HOSTS
+        files[hosts] = LOCALHOST_LINES
     resolv = resolve_in_root(rootfs, "/etc/resolv.conf", follow_final=False)
     if not os.path.lexists(resolv) and os.path.exists("/etc/resolv.conf"):
         with open("/etc/resolv.conf", encoding="utf-8") as handle:

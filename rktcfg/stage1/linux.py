@@ -184,9 +184,7 @@ PR_SET_PDEATHSIG = 1
 def set_parent_death_signal(signum: int) -> None:
     """prctl(PR_SET_PDEATHSIG): the calling process gets ``signum`` when its parent dies.
     Cleared by setuid/setgid, so call it after taking the app's identity."""
-    rc: int = _lib().prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
-    if rc != 0:
-        raise _failure("prctl(PR_SET_PDEATHSIG)", ctypes.get_errno())
+    _prctl(PR_SET_PDEATHSIG, signum, "prctl(PR_SET_PDEATHSIG)")
 
 
 PR_CAPBSET_DROP = 24
@@ -253,9 +251,7 @@ def set_no_new_privileges() -> None:
 def set_process_name(name: str) -> None:
     """The calling thread's comm (what ps shows without arguments), at most 15 bytes."""
     buf = ctypes.create_string_buffer(name.encode()[:15])
-    rc: int = _lib().prctl(PR_SET_NAME, ctypes.addressof(buf), 0, 0, 0)
-    if rc != 0:
-        raise _failure("prctl(PR_SET_NAME)", ctypes.get_errno())
+    _prctl(PR_SET_NAME, ctypes.addressof(buf), "prctl(PR_SET_NAME)")
 
 
 def loopback_up() -> None:
