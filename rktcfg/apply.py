@@ -22,19 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rktcfg.errors import InputError, RktcfgError, RuntimeFailure
-from rktcfg.plan.planner import (  # the annotations that record apply's ownership of a pod
-    ANNOTATION_HASH,
-    ANNOTATION_NAME,
-    ANNOTATION_SET,
-    ANNOTATION_SOURCE,
-)
+from rktcfg.plan.planner import ownership_annotations
 
 APPLY_LOCK = "apply.lock"
 #: --wait counts an app as ready once it has run this long (and passes its health check).
 SETTLE_SECONDS = 1.0
-
-#: appc isolator names for the pod file's short forms.
-SHORT_ISOLATORS = {"cpu": "resource/cpu", "memory": "resource/memory", "pids": "rktcfg/pids"}
 
 
 @dataclass
@@ -107,10 +99,12 @@ def _seconds(text: Any, what: str) -> float:
 
 
 def _isolators(values: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    from rktcfg.isolators import resolve
+
     out = []
     for key, value in sorted(values.items()):
-        name = SHORT_ISOLATORS.get(key, key)
-        if name in ("resource/cpu", "resource/memory") and not isinstance(value, dict):
+        name = resolve.SHORT_NAMES.get(key, key)
+        if name in (resolve.CPU, resolve.MEMORY) and not isinstance(value, dict):
             value = {"limit": str(value), "request": str(value)}
         out.append({"name": name, "value": value})
     return tuple(out)
@@ -188,10 +182,7 @@ def pod_request(
     annotations = {
         **{f"label/{k}": str(v) for k, v in (spec.get("labels") or {}).items()},
         **{str(k): str(v) for k, v in (spec.get("annotations") or {}).items()},
-        ANNOTATION_NAME: desired.name,
-        ANNOTATION_SOURCE: desired.source,
-        ANNOTATION_SET: apply_set,
-        ANNOTATION_HASH: spec_hash,
+        **ownership_annotations(desired, apply_set=apply_set, hash=spec_hash),
     }
     options = dataclasses.replace(
         base,

@@ -15,5 +15,13 @@ AC_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 #: A full image ID: ``sha512-`` and 128 lowercase hex digits.
 IMAGE_ID = re.compile(r"^sha512-[0-9a-f]{128}$")
 
+#: The annotations apply puts on the pods it makes: which pod file made them, from where, in
+#: which apply set, from which canonical spec (here, not in the planner: `list` and `status`
+#: read them without importing it).
+ANNOTATION_NAME = "rktcfg.dev/name"
+ANNOTATION_SOURCE = "rktcfg.dev/source"
+ANNOTATION_SET = "rktcfg.dev/apply-set"
+ANNOTATION_HASH = "rktcfg.dev/spec-hash"
+
 AC_IDENTIFIER_RULE = "must be an AC Identifier (lowercase, like example.com/my-app)"
 AC_NAME_RULE = "must be an AC Name (lowercase letters, digits and single dashes, like my-app)"

@@ -949,7 +949,7 @@ class Pods:
                 "private_users": stage1.get("private_users"),
                 "cgroups": cgroups,
             }
-        from rktcfg.plan.planner import ANNOTATION_SET
+        from rktcfg.names import ANNOTATION_SET
 
         return {
             "uuid": pod.uuid,

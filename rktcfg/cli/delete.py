@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     if not args.paths:
         raise UsageError("give pod files, directories or pod names")
-    from rktcfg.plan.planner import ANNOTATION_SOURCE
+    from rktcfg.names import ANNOTATION_SOURCE
 
     names = [p for p in args.paths if not os.path.exists(p)]
     files = [p for p in args.paths if os.path.exists(p)]

@@ -41,6 +41,8 @@ CPU_SHARES = "os/linux/cpu-shares"
 OOM_SCORE_ADJ = "os/linux/oom-score-adj"
 PIDS = "rktcfg/pids"
 NO_NEW_PRIVILEGES = "os/linux/no-new-privileges"
+#: Pod files' short isolator names (``isolators: {cpu: 250m}``).
+SHORT_NAMES = {"cpu": CPU, "memory": MEMORY, "pids": PIDS}
 CAPS_RETAIN = "os/linux/capabilities-retain-set"
 CAPS_REMOVE = "os/linux/capabilities-remove-set"
 

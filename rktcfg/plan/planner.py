@@ -43,12 +43,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rktcfg.errors import InputError
+from rktcfg.names import ANNOTATION_HASH, ANNOTATION_NAME, ANNOTATION_SET, ANNOTATION_SOURCE
 from rktcfg.plan import diff
-
-ANNOTATION_NAME = "rktcfg.dev/name"
-ANNOTATION_SOURCE = "rktcfg.dev/source"
-ANNOTATION_SET = "rktcfg.dev/apply-set"
-ANNOTATION_HASH = "rktcfg.dev/spec-hash"
 
 #: Every action kind, in the order the actions for one pod are listed and executed.
 KINDS = ("conflict", "collect", "stop", "remove", "replace", "create", "start", "unchanged")

@@ -37,8 +37,6 @@ from rktcfg.spec import schema as schemas
 
 #: Annotations rktcfg writes on the pods it creates; pod files may not set them.
 RESERVED_ANNOTATION_PREFIX = "rktcfg.dev/"
-#: Isolator short forms and the appc isolators they stand for.
-SHORT_ISOLATORS = {"cpu": resolve.CPU, "memory": resolve.MEMORY, "pids": resolve.PIDS}
 #: appc isolators rktcfg enforces, by full name.
 ENFORCED_ISOLATORS = (
     resolve.CPU,
@@ -450,9 +448,9 @@ def _isolators(written: dict[str, tuple[Any, KeyPath]], ctx: Context) -> dict[st
     out: dict[str, Any] = {}
     layer: list[dict[str, Any]] = []
     keys: dict[str, str] = {}  # full appc name -> the key it was written as
-    known = [*SHORT_ISOLATORS, *ENFORCED_ISOLATORS, *resolve.NOT_ENFORCED]
+    known = [*resolve.SHORT_NAMES, *ENFORCED_ISOLATORS, *resolve.NOT_ENFORCED]
     for key, (value, path) in written.items():
-        name = SHORT_ISOLATORS.get(key, key)
+        name = resolve.SHORT_NAMES.get(key, key)
         if name in resolve.NOT_ENFORCED:
             ctx.unsupported(path, "an appc isolator rktcfg does not enforce")
             continue
@@ -487,7 +485,7 @@ def _isolators(written: dict[str, tuple[Any, KeyPath]], ctx: Context) -> dict[st
         key = keys[name]
         path = written[key][1]
         rest = field[len(name) + 1 :]
-        if rest and key not in SHORT_ISOLATORS:
+        if rest and key not in resolve.SHORT_NAMES:
             path = (*path, *rest.split("."))
         ctx.fail_shown(path, problem.expected, problem.got)
     return out
@@ -525,6 +523,39 @@ def _health_check(
         "timeout": timeout or DEFAULT_TIMEOUT,
         "retries": DEFAULT_RETRIES if retries is None else retries,
     }
+
+
+def _protocol(port: dict[str, Any], dialect: Dialect) -> str:
+    """A port's protocol in rktcfg's words (tcp, udp); tcp when none is written."""
+    return dialect.protocols.get(_text(port.get("protocol")) or "", "tcp")
+
+
+def _mounts(app: dict[str, Any], dialect: Dialect) -> list[dict[str, Any]]:
+    """An app's (container's) mounts, canonical: ``{volume, path, readOnly}``."""
+    return [
+        {
+            "volume": _text(mount.get(dialect.mount_volume)),
+            "path": _text(mount.get(dialect.mount_path)),
+            "readOnly": _flag(mount.get("readOnly"), False),
+        }
+        for mount in _items(app.get(dialect.mounts))
+        if isinstance(mount, dict)
+    ]
+
+
+def _ports(app: dict[str, Any], dialect: Dialect) -> list[dict[str, Any]]:
+    """An app's (container's) ports, canonical (see :func:`_port`)."""
+    return [
+        _port(
+            port.get("name"),
+            port.get(dialect.port),
+            _protocol(port, dialect),
+            port.get("hostPort"),
+            port.get("hostIP"),
+        )
+        for port in _items(app.get("ports"))
+        if isinstance(port, dict)
+    ]
 
 
 def _port(name: Any, port: Any, protocol: str, host_port: Any, host_ip: Any) -> dict[str, Any]:
@@ -604,26 +635,8 @@ def _rktcfg_app(app: dict[str, Any], path: KeyPath, ctx: Context) -> dict[str, A
         working_directory=app.get("workingDirectory"),
         read_only_root_fs=_flag(app.get("readOnlyRootFS"), False),
         isolators=_isolators(written, ctx),
-        mounts=[
-            {
-                "volume": _text(mount.get("volume")),
-                "path": _text(mount.get("path")),
-                "readOnly": _flag(mount.get("readOnly"), False),
-            }
-            for mount in _items(app.get("mounts"))
-            if isinstance(mount, dict)
-        ],
-        ports=[
-            _port(
-                port.get("name"),
-                port.get("port"),
-                _text(port.get("protocol")) or "tcp",
-                port.get("hostPort"),
-                port.get("hostIP"),
-            )
-            for port in _items(app.get("ports"))
-            if isinstance(port, dict)
-        ],
+        mounts=_mounts(app, RKTCFG_DIALECT),
+        ports=_ports(app, RKTCFG_DIALECT),
         health_check=health,
         annotations=_string_map(
             app.get("annotations"), (*path, "annotations"), ctx, pod_annotations=False
@@ -775,26 +788,8 @@ def _kubernetes_app(container: dict[str, Any], path: KeyPath, ctx: Context) -> d
         working_directory=container.get("workingDir"),
         read_only_root_fs=_flag(security.get("readOnlyRootFilesystem"), False),
         isolators=_isolators(written, ctx),
-        mounts=[
-            {
-                "volume": _text(mount.get("name")),
-                "path": _text(mount.get("mountPath")),
-                "readOnly": _flag(mount.get("readOnly"), False),
-            }
-            for mount in _items(container.get("volumeMounts"))
-            if isinstance(mount, dict)
-        ],
-        ports=[
-            _port(
-                port.get("name"),
-                port.get("containerPort"),
-                schemas.KUBERNETES_PROTOCOLS.get(_text(port.get("protocol")) or "TCP", "tcp"),
-                port.get("hostPort"),
-                port.get("hostIP"),
-            )
-            for port in _items(container.get("ports"))
-            if isinstance(port, dict)
-        ],
+        mounts=_mounts(container, KUBERNETES_DIALECT),
+        ports=_ports(container, KUBERNETES_DIALECT),
         health_check=health,
     )
 
@@ -876,7 +871,7 @@ def _cross_check(raw: dict[str, Any], dialect: Dialect, ctx: Context) -> None:
         for j, port in enumerate(_items(app.get("ports"))):
             port = _table(port)
             port_path: KeyPath = (*app_path, "ports", j)
-            protocol = dialect.protocols.get(_text(port.get("protocol")) or "", "tcp")
+            protocol = _protocol(port, dialect)
             number = _integer(port.get(dialect.port))
             if number is None:
                 continue
