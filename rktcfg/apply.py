@@ -217,10 +217,13 @@ class Executor:
         log: Callable[[str], None] = lambda _: None,
         stop_timeout: float = 60.0,
         files: dict[str, Any] | None = None,
+        image_files: dict[str, Any] | None = None,
     ) -> None:
         self.pods = pods
         #: the observed content hashes of the pods' read-only host files
         self.files = dict(files or {})
+        #: the plan's image file IDs by size and mtime: not hashed again to record a pod's
+        self.image_files = dict(image_files or {})
         self.desired = {d.name: d for d in desired}
         self.apply_set = apply_set
         self.default_flavor = default_flavor
@@ -263,7 +266,7 @@ class Executor:
             for ref in dict.fromkeys(refs):
                 fetch_and_render(store, ref, self.base.fetch or FetchOptions(policy="new"))
         observed = {
-            "images": resolve_images(self.pods.data_dir, refs),
+            "images": resolve_images(self.pods.data_dir, refs, cache=self.image_files),
             "files": self.files,
         }
         resolved = resolved_spec(desired, observed)

@@ -78,6 +78,7 @@ def executor(planned: Planned, args: argparse.Namespace, ctx: Context, log: obje
         base_options=base,
         log=log,  # type: ignore[arg-type]
         files=planned.observed.get("files"),
+        image_files=planned.observed.get("image_files"),
     )
 
 
@@ -130,7 +131,7 @@ def _is_duration(text: str) -> bool:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from rktcfg.apply import apply_lock
-    from rktcfg.cli.applyargs import is_saved_plan, load_saved, plan
+    from rktcfg.cli.applyargs import load_saved, plan, read_saved_plan
     from rktcfg.cli.output import emit
     from rktcfg.plan.diff import render_text
 
@@ -149,10 +150,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         args.wait = "5m"
 
     with apply_lock(ctx.data_dir()):
-        if len(args.paths) == 1 and is_saved_plan(args.paths[0]):
-            planned = load_saved(args.paths[0], ctx)
-        else:
-            planned = plan(args, ctx)
+        saved = read_saved_plan(args.paths[0]) if len(args.paths) == 1 else None
+        planned = plan(args, ctx) if saved is None else load_saved(args.paths[0], saved, ctx)
         if not planned.plan.changed():
             conflicts = [a for a in planned.plan.actions if a.kind == "conflict"]
             notable = [  # stopped by hand, failed: reported, not acted on

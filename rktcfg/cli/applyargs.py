@@ -97,7 +97,11 @@ def load(args: argparse.Namespace, ctx: Context) -> Any:
     return loaded
 
 
-def plan(args: argparse.Namespace, ctx: Context) -> Planned:
+def plan(
+    args: argparse.Namespace, ctx: Context, *, previous: dict[str, Any] | None = None
+) -> Planned:
+    """Load, observe and plan. ``previous``: the last plan's observation (``--watch``), so
+    that image files whose size and mtime are unchanged are not hashed again."""
     import time
 
     from rktcfg.errors import UsageError
@@ -113,7 +117,7 @@ def plan(args: argparse.Namespace, ctx: Context) -> Planned:
         )
     loaded = load(args, ctx)
     apply_set = args.apply_set or loaded.apply_set
-    observed = observe(ctx.data_dir(), loaded.pods)
+    observed = observe(ctx.data_dir(), loaded.pods, previous=previous)
     computed = compute_plan(
         loaded.pods, observed, apply_set=apply_set, prune=prune, now=time.time_ns()
     )
@@ -170,42 +174,34 @@ def save(planned: Planned, path: str, args: argparse.Namespace) -> None:
         "listing": listing(paths, bool(args.recursive)),
         "sources": {source: _file_hash(source) for source in planned.loaded.sources},
         "store": fingerprint(planned.observed),
-        "desired": [_desired_dict(d) for d in planned.loaded.pods],
+        "desired": [d.as_dict() for d in planned.loaded.pods],
         "plan": planned.plan.as_dict(),
     }
     with AtomicFile(path) as handle:
         handle.write(json.dumps(document, indent=2, sort_keys=True).encode() + b"\n")
 
 
-def _desired_dict(desired: Any) -> dict[str, Any]:
-    return {
-        "name": desired.name,
-        "source": desired.source,
-        "document": desired.document,
-        "spec": desired.spec,
-        "host_files": list(desired.host_files),
-    }
-
-
-def is_saved_plan(path: str) -> bool:
+def read_saved_plan(path: str) -> dict[str, Any] | None:
+    """The document of the saved plan at ``path``; None when it is not one (a pod file)."""
     if not path.endswith(".json") or not os.path.isfile(path):
-        return False
+        return None
     try:
         with open(path, encoding="utf-8") as handle:
-            return SAVED_PLAN_KEY in json.load(handle)
+            document = json.load(handle)
     except (OSError, ValueError, TypeError):
-        return False
+        return None
+    return document if isinstance(document, dict) and SAVED_PLAN_KEY in document else None
 
 
-def load_saved(path: str, ctx: Context) -> Planned:
-    """A saved plan, refused (one line saying what changed) when its sources or the stores
-    are no longer what they were when it was made."""
+def load_saved(path: str, document: dict[str, Any], ctx: Context) -> Planned:
+    """The saved plan ``document`` (read from ``path``), refused (one line saying what
+    changed) when its sources or the stores are no longer what they were when it was
+    made."""
     from rktcfg.errors import InputError
     from rktcfg.plan.observe import observe
     from rktcfg.plan.planner import DesiredPod, Plan
+    from rktcfg.spec.model import Loaded
 
-    with open(path, encoding="utf-8") as handle:
-        document = json.load(handle)
     if document.get(SAVED_PLAN_KEY) != SAVED_PLAN_VERSION:
         raise InputError(f"{path}: not a saved plan of this rktcfg version")
     for source, digest in sorted(document["sources"].items()):
@@ -220,29 +216,13 @@ def load_saved(path: str, ctx: Context) -> Planned:
             f"{path}: {moved} {what} since the plan was made (the sources changed); "
             "run rktcfg plan again"
         )
-    desired = tuple(
-        DesiredPod(
-            name=d["name"],
-            source=d["source"],
-            document=d["document"],
-            spec=d["spec"],
-            host_files=tuple(d["host_files"]),
-        )
-        for d in document["desired"]
-    )
+    desired = tuple(DesiredPod.from_dict(d) for d in document["desired"])
     observed = observe(ctx.data_dir(), desired)
     if fingerprint(observed) != document["store"]:
         raise InputError(
             f"{path}: the pods or images changed since the plan was made; run rktcfg plan again"
         )
-    loaded = _Saved(desired)
+    loaded = Loaded(pods=desired, notes=(), sources=(), apply_set=document["apply_set"])
     return Planned(
         loaded, document["apply_set"], observed, Plan.from_dict(document["plan"]), document["prune"]
     )
-
-
-@dataclass
-class _Saved:
-    pods: tuple[Any, ...]
-    notes: tuple[str, ...] = ()
-    sources: tuple[str, ...] = ()

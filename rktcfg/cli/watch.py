@@ -71,6 +71,7 @@ def watch(args: argparse.Namespace, ctx: Context) -> int:
     due = 0.0
     watched = [*args.paths, *args.vars_file]
     hosts: list[str] = []  # the read-only host volumes the pods mount: their content counts
+    observed = None  # the last turn's observation: unchanged image files are not hashed again
     log(f"watching {', '.join(args.paths)} (every {args.interval}, and on file changes)")
     try:
         while not stopping:
@@ -85,7 +86,8 @@ def watch(args: argparse.Namespace, ctx: Context) -> int:
                 )
                 try:
                     with apply_lock(ctx.data_dir()):
-                        planned = plan(args, ctx)
+                        planned = plan(args, ctx, previous=observed)
+                        observed = planned.observed
                         hosts = sorted({f for p in planned.loaded.pods for f in p.host_files})
                         if planned.plan.changed():
                             log(f"reconciling ({why})")
