@@ -830,7 +830,7 @@ class Pods:
             if port.get("hostPort")
         ]
         requested = {n["name"]: n["ip"] for n in networks if n.get("ip")}
-        self._reclaim_from_exited(pod.uuid, networks, requested, ports)
+        self._reclaim_from_exited(pod.uuid, requested, ports)
         record = podnet.setup(
             pod.path,
             netns,
@@ -845,7 +845,6 @@ class Pods:
     def _reclaim_from_exited(
         self,
         uuid: str,
-        networks: list[dict[str, Any]],
         requested: dict[str, str],
         ports: list[dict[str, Any]],
     ) -> None:
@@ -856,15 +855,15 @@ class Pods:
         from rktcfg.net import ipam
         from rktcfg.net.podnet import teardown as teardown_networks
 
-        holders = ipam.port_holders(self.data_dir)
-        wanted = {holders.get(f"{p['protocol']}-{p['host_port']}") for p in ports}
-        for net in networks:
-            if net["name"] in requested:
-                wanted.add(ipam.leases(self.data_dir, net["name"]).get(requested[net["name"]]))
+        wanted = {ipam.port_holder(self.data_dir, p["protocol"], p["host_port"]) for p in ports}
+        wanted |= {ipam.address_holder(self.data_dir, n, ip) for n, ip in requested.items()}
         for holder in sorted(h for h in wanted if h and h != uuid):
+            other = self.store.by_uuid(holder)
             try:
-                other = self.store.get(holder)
-                if other.state() not in (PodState.EXITED, PodState.EXITED_GARBAGE):
+                if other is None or other.state() not in (
+                    PodState.EXITED,
+                    PodState.EXITED_GARBAGE,
+                ):
                     continue
             except InputError:
                 continue  # gone meanwhile, or never there: setup reclaims its lease itself
@@ -889,11 +888,7 @@ class Pods:
         return self.store.pods()
 
     def exit_code(self, pod: Pod) -> int | None:
-        try:
-            with open(pod.file("exit-code"), encoding="utf-8") as handle:
-                return int(handle.read().strip())
-        except (FileNotFoundError, ValueError):
-            return None
+        return _read_int(pod.file("exit-code"))
 
     def statuses(self) -> list[dict[str, Any]]:
         """The status of every pod, leaving out pods deleted while they are read."""

@@ -27,13 +27,13 @@ The :func:`network_lock` also serialises changes to a network's shared bridge.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rktcfg.errors import InputError, RuntimeFailure
+from rktcfg.fsutil import flock_fd
 from rktcfg.names import AC_NAME
 
 NETWORKS_DIR = "networks"
@@ -173,8 +173,8 @@ def network_lock(data_dir: str, network: str) -> Iterator[str]:
 def _locked(directory: str) -> Iterator[str]:
     os.makedirs(directory, 0o700, exist_ok=True)
     fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    flock_fd(fd, blocking=True)  # closes fd if it fails
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield directory
     finally:
         os.close(fd)
@@ -363,13 +363,17 @@ def release(data_dir: str, pod_uuid: str, network: str | None = None) -> list[st
         if not os.path.isdir(os.path.join(root, name)):
             continue
         # under the lock: an allocator may be reclaiming the lease of a pod that is gone
-        with network_lock(data_dir, name) as directory:
-            for ip, owner in _read_leases(directory).items():
-                if owner == pod_uuid:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(os.path.join(directory, ip))
-                    released.append(f"{name}/{ip}")
+        released += [f"{name}/{ip}" for ip in _release_in(_network_dir(data_dir, name), pod_uuid)]
     return released
+
+
+def _release_in(directory: str, pod_uuid: str) -> list[str]:
+    """Under the directory's lock, drop the leases ``pod_uuid`` holds there; their names."""
+    with _locked(directory):
+        mine = sorted(name for name, owner in _read_leases(directory).items() if owner == pod_uuid)
+        for name in mine:
+            _drop(directory, name)
+    return mine
 
 
 # --- host port leases ----------------------------------------------------------------------------
@@ -399,9 +403,16 @@ def take_port(data_dir: str, pod_uuid: str, protocol: str, port: int) -> None:
             raise RuntimeFailure(f"host port {port}/{protocol}: lease appeared meanwhile")
 
 
-def port_holders(data_dir: str) -> dict[str, str]:
-    """The host port leases: ``tcp-8080`` -> pod UUID (read without the lock: a snapshot)."""
-    return _read_leases(os.path.join(data_dir, PORTS_DIR))
+def port_holder(data_dir: str, protocol: str, port: int) -> str | None:
+    """The pod UUID that leases host port ``port``/``protocol``, if any (read without the
+    lock: a snapshot)."""
+    return _read_owner(os.path.join(data_dir, PORTS_DIR, f"{protocol}-{port}"))
+
+
+def address_holder(data_dir: str, network: str, ip: str) -> str | None:
+    """The pod UUID that leases ``ip`` on ``network``, if any (a snapshot, like
+    :func:`port_holder`)."""
+    return _read_owner(os.path.join(_network_dir(data_dir, network), ip))
 
 
 def release_ports(data_dir: str, pod_uuid: str) -> list[str]:
@@ -409,11 +420,4 @@ def release_ports(data_dir: str, pod_uuid: str) -> list[str]:
     directory = os.path.join(data_dir, PORTS_DIR)
     if not os.path.isdir(directory):
         return []
-    released: list[str] = []
-    with _locked(directory):
-        for name, owner in _read_leases(directory).items():
-            if owner == pod_uuid:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(directory, name))
-                released.append(name)
-    return sorted(released)
+    return _release_in(directory, pod_uuid)

@@ -83,11 +83,13 @@ def host_ifname(pod_uuid: str, n: int) -> str:
 
 
 def bridge_name(network: str) -> str:
-    """``rkbr-<network>``, shortened with a hash when that would not fit in 15 characters."""
+    """``rkbr-<network>``, shortened with a hash when that would not fit in an interface name."""
     import hashlib
 
+    from rktcfg.net.netlink import IFNAME_MAX
+
     name = BRIDGE_PREFIX + network
-    if len(name) <= 15:
+    if len(name) <= IFNAME_MAX:
         return name
     digest = hashlib.sha256(network.encode()).hexdigest()[:4]
     return f"{BRIDGE_PREFIX}{network[:5]}-{digest}"
@@ -633,7 +635,7 @@ def _undo(pod_dir: str, record: Mapping[str, Any], *, data_dir: str) -> list[str
     table = str(record.get("nft_table") or nft.TABLE)
     rules_left: list[str] = []
     try:
-        if record.get("nft", True) and nft.available():
+        if record.get("nft", True):  # (nothing to remove where nft is missing)
             rules_left += nft.delete_pod_rules(pod_uuid, table)
     except (RuntimeFailure, OSError) as exc:
         rules_left.append(str(exc))

@@ -332,6 +332,11 @@ class PodStore:
                     found[name] = Pod(self.root, phase, name)
         return [found[u] for u in sorted(found)]
 
+    def by_uuid(self, pod_uuid: str) -> Pod | None:
+        """The pod with this full UUID, wherever it is; None if there is none (no listing)."""
+        phase = _find(self.root, pod_uuid) if pod_uuid else None
+        return None if phase is None else Pod(self.root, phase, pod_uuid)
+
     def get(self, ref: str) -> Pod:
         """A pod by name, full UUID or unique UUID prefix. When several pods carry the name
         (one replacing another), the running one, else the newest."""

@@ -716,15 +716,16 @@ def test_a_lease_outlives_a_leftover_that_uses_it(
     """A rule that could not be removed keeps the pod's host port, a link its address: given
     to another pod they would be shadowed by the leftover. The next teardown frees them."""
     _require_nft()
+    host_port = _free_port()
     pod = world.pod(
         [_ptp("default", 35, ip_masq=True)],
-        ports=[{"name": "http", "port": 80, "host_port": _free_port()}],
+        ports=[{"name": "http", "port": 80, "host_port": host_port}],
     )
     real_rules, real_links = nft.delete_pod_rules, podnet._remove_links
     monkeypatch.setattr(nft, "delete_pod_rules", lambda *a, **k: ["nft rule: stuck"])
     assert podnet.teardown(pod.dir, data_dir=world.data) == ["nft rule: stuck"]
     assert ipam.leases(world.data, "default") == {}  # the veth went: so did the address
-    assert list(ipam.port_holders(world.data).values()) == [pod.uuid]
+    assert ipam.port_holder(world.data, "tcp", host_port) == pod.uuid
     monkeypatch.setattr(nft, "delete_pod_rules", real_rules)
 
     other = world.pod([_ptp("default", 36)])
