@@ -14,7 +14,6 @@ touched; ``empty`` volumes belong to a pod and start empty in its replacement.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -73,12 +72,13 @@ _PAST = {
 def apply_lock(data_dir: str, *, wait: bool = True) -> Iterator[None]:
     """The data directory's apply lock: one apply (or watch turn) at a time."""
     os.makedirs(data_dir, 0o750, exist_ok=True)
+    from rktcfg.fsutil import flock_fd
+
     fd = os.open(os.path.join(data_dir, APPLY_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    if not flock_fd(fd, blocking=wait):  # (it closes fd on an unexpected error)
+        os.close(fd)
+        raise RuntimeFailure("another rktcfg apply is running on this data directory")
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise RuntimeFailure("another rktcfg apply is running on this data directory") from None
         yield
     finally:
         os.close(fd)

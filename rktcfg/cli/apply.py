@@ -52,22 +52,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def executor(planned: Planned, args: argparse.Namespace, ctx: Context, log: object) -> object:
     from rktcfg.apply import Executor
+    from rktcfg.cli.podargs import config_options
     from rktcfg.image.fetch import FetchOptions
     from rktcfg.pods import PodOptions, Pods
 
     config = ctx.config()
-    defaults = config.isolators
     insecure = frozenset(o.strip() for o in args.insecure_options.split(",") if o.strip())
-    from rktcfg.cli.podargs import network_configs
-
     base = PodOptions(
-        networks=network_configs(config),
-        cgroup_parent=config.paths.cgroup_parent,
-        isolator_defaults={
-            "cpu_millis": defaults.cpu_millis,
-            "memory_bytes": defaults.memory_bytes,
-            "pids": defaults.pids,
-        },
+        **config_options(config),
         fetch=FetchOptions(policy="new", insecure=insecure - {"none"}),
     )
     return Executor(

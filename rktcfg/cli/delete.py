@@ -7,6 +7,7 @@ if TYPE_CHECKING:
     import argparse
 
     from rktcfg.cli.context import Context
+    from rktcfg.store.pods import Pod
 
 DESCRIPTION = """\
 Stop and remove pods: those a pod file or directory made (apply records each pod's file),
@@ -49,8 +50,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     run = Executor(pods, desired=(), apply_set="", default_flavor="", base_options=PodOptions())
     deleted, failed = [], []
     with apply_lock(ctx.data_dir()):
+        by_name: dict[str | None, list[Pod]] = {}
+        for pod in pods.all():  # once: each pod's name file is read once, not once per name
+            by_name.setdefault(pod.name(), []).append(pod)
         for name, source in sources.items():
-            found = [pod for pod in pods.all() if pod.name() == name]
+            found = by_name.get(name, [])
             if source is not None:  # from a file: only the pods that file made
                 mine = [p for p in found if pods.annotations(p).get(ANNOTATION_SOURCE) == source]
                 if found and not mine:

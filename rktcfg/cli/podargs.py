@@ -207,17 +207,28 @@ def _image_arg(
     )
 
 
-def network_configs(config: Any) -> dict[str, dict[str, Any]]:
-    """net.d's networks as the pod library takes them."""
+def config_options(config: Any) -> dict[str, Any]:
+    """The PodOptions the configuration decides (``run`` and ``apply`` alike): net.d's
+    networks as the pod library takes them, paths.d's cgroup parent and isolators.d's
+    defaults."""
+    defaults = config.isolators
     return {
-        name: {
-            "type": net.type,
-            "subnet": net.subnet,
-            "gateway": net.gateway,
-            "ip_masq": net.ip_masq,
-            "default_route": net.default_route,
-        }
-        for name, net in config.networks.items()
+        "networks": {
+            name: {
+                "type": net.type,
+                "subnet": net.subnet,
+                "gateway": net.gateway,
+                "ip_masq": net.ip_masq,
+                "default_route": net.default_route,
+            }
+            for name, net in config.networks.items()
+        },
+        "cgroup_parent": config.paths.cgroup_parent,
+        "isolator_defaults": {
+            "cpu_millis": defaults.cpu_millis,
+            "memory_bytes": defaults.memory_bytes,
+            "pids": defaults.pids,
+        },
     }
 
 
@@ -313,7 +324,8 @@ def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
         raise UsageError(f"--log-max-size: {exc} (got {args.log_max_size!r})") from None
     if args.log_keep < 1:
         raise UsageError("--log-keep must be at least 1")
-    flavor = args.stage1 or ctx.effective().document["stage1"]["default-flavor"]
+    config = ctx.config()  # built once (not cached): the flavor and config_options read it
+    flavor = args.stage1 or config.stage1.default_flavor
     if flavor not in FLAVORS:
         raise UsageError(f"--stage1 {flavor}: unknown flavor (choose from {', '.join(FLAVORS)})")
     insecure = frozenset(o.strip() for o in args.insecure_options.split(",") if o.strip())
@@ -349,9 +361,8 @@ def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
     for domain in args.dns_search:
         if not domain or any(c.isspace() for c in domain):
             raise UsageError(f"--dns-search {domain!r}: expected a domain")
-    config = ctx.config()
-    defaults = config.isolators
     return PodOptions(
+        **config_options(config),
         dns=tuple(args.dns),
         dns_search=tuple(args.dns_search),
         hosts_entries=tuple(entries),
@@ -361,13 +372,6 @@ def pod_options(args: argparse.Namespace, ctx: Context) -> PodOptions:
         private_users=args.private_users,
         no_overlay=args.no_overlay,
         strict_isolators=args.strict_isolators,
-        cgroup_parent=config.paths.cgroup_parent,
-        networks=network_configs(config),
-        isolator_defaults={
-            "cpu_millis": defaults.cpu_millis,
-            "memory_bytes": defaults.memory_bytes,
-            "pids": defaults.pids,
-        },
         flavor=flavor,
         name=args.name,
         set_env=tuple(set_env),
