@@ -56,3 +56,22 @@ def flock_fd(fd: int, *, blocking: bool) -> bool:
         os.close(fd)
         raise
     return True
+
+
+def fsync_dir(path: str) -> None:
+    """fsync the directory ``path``: a rename or unlink in it is then on disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def same_file(fd: int, path: str) -> bool:
+    """Whether ``path`` (not followed if a symlink) is still the file open as ``fd``."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)

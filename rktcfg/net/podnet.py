@@ -133,13 +133,10 @@ def write_record(pod_dir: str, record: Mapping[str, Any], *, durable: bool = Tru
     finally:
         os.close(fd)
     os.rename(tmp, path)
-    if not durable:
-        return
-    dir_fd = os.open(pod_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    if durable:
+        from rktcfg.fsutil import fsync_dir
+
+        fsync_dir(pod_dir)
 
 
 def _relative(pod_dir: str, path: str) -> str:

@@ -28,6 +28,7 @@ import sqlite3
 import time
 
 from rktcfg.errors import AmbiguousError, NotFoundError, StoreError
+from rktcfg.fsutil import fsync_dir, same_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -157,14 +158,6 @@ def _now_ns() -> int:
     return time.time_ns()
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class ImageStore:
     """The image store of one data directory. Use as a context manager, or ``close()``."""
 
@@ -259,11 +252,7 @@ class ImageStore:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             known = self.db.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone()
-            try:
-                same = os.stat(blob).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if not known and same:
+            if not known and same_file(fd, blob):
                 os.unlink(blob)
                 return [blob]
             return []
@@ -302,7 +291,7 @@ class ImageStore:
             ready = os.path.join(self.tmp, hexdigest + ".ready")
             os.rename(part, ready)
             part = ready
-            _fsync_dir(self.tmp)
+            fsync_dir(self.tmp)
             return self._commit(image_id, size, manifest, part, origin)
         finally:
             with _suppress_missing():
@@ -319,11 +308,8 @@ class ImageStore:
             fcntl.flock(fd, fcntl.LOCK_EX)
             # Another store's sweep may have taken the file for a leftover between the
             # create and the lock, and unlinked it: then the path is not ours, try another.
-            try:
-                if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                    return fd, path
-            except FileNotFoundError:
-                pass
+            if same_file(fd, path):
+                return fd, path
             os.close(fd)
         raise StoreError(f"cannot create a temporary file in {self.tmp}")
 
@@ -348,7 +334,7 @@ class ImageStore:
             except FileExistsError:  # left by an import killed before its commit
                 os.unlink(blob)
                 os.link(ready, blob)
-            _fsync_dir(self.blobs)
+            fsync_dir(self.blobs)
             self.db.execute(
                 "INSERT INTO images (id, name, version, labels, manifest, blob_size, tree_size,"
                 " import_time, last_used, source) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",

@@ -28,6 +28,7 @@ import os
 import uuid as uuidlib
 
 from rktcfg.errors import AmbiguousError, InputError, NotFoundError, StoreError
+from rktcfg.fsutil import fsync_dir, same_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,14 +68,6 @@ _STATES = {
     ("garbage", False): PodState.GARBAGE,
     ("garbage", True): PodState.DELETING,
 }
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _lock_is_held(path: str) -> bool:
@@ -191,8 +184,8 @@ class LockedPod(Pod):
         source_dir = os.path.join(self.root, self.phase)
         target_dir = os.path.join(self.root, target)
         os.rename(self.path, os.path.join(target_dir, self.uuid))
-        _fsync_dir(target_dir)
-        _fsync_dir(source_dir)
+        fsync_dir(target_dir)
+        fsync_dir(source_dir)
         self.phase = target
 
     def to_prepare(self) -> None:
@@ -289,12 +282,7 @@ class PodStore:
             return None
         if fd is None:
             return None
-        try:
-            moved = _find(self.root, pod.uuid) != pod.phase or (
-                os.fstat(fd).st_ino != os.stat(pod.path).st_ino
-            )
-        except FileNotFoundError:
-            moved = True
+        moved = _find(self.root, pod.uuid) != pod.phase or not same_file(fd, pod.path)
         if moved:
             os.close(fd)
             return None

@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from rktcfg.errors import NotFoundError, RktcfgError, StoreError
-from rktcfg.fsutil import flock_fd
+from rktcfg.fsutil import flock_fd, fsync_dir, same_file
 from rktcfg.image import aci, tarsafe
 from rktcfg.image.deps import Fetch, render_order, resolve_dependencies
 from rktcfg.names import IMAGE_ID
@@ -251,23 +251,6 @@ def _member_path(name: str) -> str | None:
 # --- locks and directories ---------------------------------------------------------------
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _same_file(fd: int, path: str) -> bool:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
-
-
 def _lock_file(path: str, *, blocking: bool) -> int | None:
     """An fd holding an exclusive flock on the lock file ``path`` (created if missing), or None
     when another process holds it and ``blocking`` is False. Lock files may be unlinked by
@@ -277,7 +260,7 @@ def _lock_file(path: str, *, blocking: bool) -> int | None:
         if not flock_fd(fd, blocking=blocking):
             os.close(fd)
             return None
-        if _same_file(fd, path):
+        if same_file(fd, path):
             return fd
         os.close(fd)
 
@@ -292,7 +275,7 @@ def _lock_dir(path: str, *, blocking: bool) -> int | None:
     if not flock_fd(fd, blocking=blocking):
         os.close(fd)
         return None
-    if _same_file(fd, path):
+    if same_file(fd, path):
         return fd
     os.close(fd)
     return None
@@ -499,7 +482,7 @@ class TreeStore:
                 (json.dumps(record.as_dict(), sort_keys=True) + "\n").encode(),
             )
             os.chmod(tmp, TREE_MODE)
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             self._install(tmp, image_id)
             installed = True
         except OSError as exc:
@@ -559,7 +542,7 @@ class TreeStore:
         retired = self._retire(target)
         try:
             os.rename(tmp, target)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         finally:
             if retired is not None:
                 _discard(*retired)
@@ -580,7 +563,7 @@ class TreeStore:
             path = os.path.join(self.root, _TMP_PREFIX + os.urandom(8).hex())
             if not os.path.lexists(path):
                 os.rename(target, path)
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
                 return fd, path
         os.close(fd)
         raise StoreError(f"cannot create a temporary directory in {self.root}")
